@@ -1,0 +1,12 @@
+// The subcommands of powerinfer2-cli: one register_<verb>() per cmd_<verb>.cpp.
+#pragma once
+
+#include "common/cli.hpp"
+
+namespace powerinfer2::cli {
+
+inline void register_commands(common::CliApp& cli) {
+  (void)cli;
+}
+
+}  // namespace powerinfer2::cli

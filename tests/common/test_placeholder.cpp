@@ -1,0 +1,2 @@
+#include "test_support.hpp"
+TEST_CASE("build works", "[unit]") { REQUIRE(1 + 1 == 2); }
