@@ -72,7 +72,19 @@ int CliApp::run(int argc, char** argv) {
     std::string hint = "run '" + name_ + " --help' for usage";
     if (!app_.get_subcommands().empty())
       hint = "run '" + name_ + " " + app_.get_subcommands().front()->get_name() + " --help' for usage";
-    return print_error(e.what(), hint, ExitCode::usage);
+    std::string message = e.what();
+    if (app_.get_subcommands().empty() && !commands_.empty()) {
+      // CLI11 reports an unknown command word as a missing subcommand; name it instead.
+      for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg.empty() || arg[0] == '-') continue;
+        std::string known;
+        for (auto& command : commands_) known += (known.empty() ? "" : ", ") + command.first->get_name();
+        message = "unknown command '" + arg + "'; expected one of: " + known;
+        break;
+      }
+    }
+    return print_error(message, hint, ExitCode::usage);
   }
   set_log_level(log_level_from_flags(quiet_, verbose_));
   return run_guarded([&] {
@@ -89,7 +101,8 @@ CLI::Option* add_size_option(CLI::App* app, const std::string& name, std::uint64
   opt->type_name("SIZE");
   opt->check([](const std::string& text) -> std::string {
     SizeParse r = try_parse_size(text);
-    return r.bytes ? std::string() : "expected a size such as 512M, 2GiB or 1.5G (" + r.error + ")";
+    return r.bytes ? std::string()
+                   : "expected a size such as 512M, 2GiB or 1.5G, got '" + text + "' (" + r.error + ")";
   });
   return opt;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace common {
 
@@ -20,6 +21,9 @@ enum class ExitCode : int {
 /// Where in an input a problem lies. Every field is optional; format() prints the ones set,
 /// e.g. "trace.jsonl:17: /samples/3/tokens" or "model.gguf: byte 4096".
 struct Where {
+  Where() = default;
+  explicit Where(std::string file_path) : file(std::move(file_path)) {}
+
   std::string file;
   std::int64_t line = -1;         // 1-based line (JSON Lines record, text file)
   std::int64_t column = -1;       // 1-based column, with line

@@ -38,15 +38,15 @@ class ThreadPool {
   /// A region started from inside a region (nesting) runs on the calling thread only.
   void run_on_all(const std::function<void(std::size_t thread_index)>& fn);
 
-  /// Calls fn(begin_i, end_i) over [begin, end) in chunks of `grain` items, chunks claimed
-  /// dynamically by the threads.
+  /// Calls fn(begin_i, end_i) over [begin, end) in chunks of at most `grain` items, chunks
+  /// claimed dynamically by the threads.
   template <class F>
   void parallel_for(std::size_t begin, std::size_t end, std::size_t grain, F&& fn) {
     if (end <= begin) return;
     if (grain == 0) grain = 1;
     const std::size_t n_chunks = (end - begin + grain - 1) / grain;
     if (n_chunks == 1 || runs_inline_here()) {
-      fn(begin, end);
+      for (std::size_t b = begin; b < end; b += grain) fn(b, b + grain < end ? b + grain : end);
       return;
     }
     std::atomic<std::size_t> next{0};

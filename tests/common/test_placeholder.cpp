@@ -1,2 +1,0 @@
-#include "test_support.hpp"
-TEST_CASE("build works", "[unit]") { REQUIRE(1 + 1 == 2); }
