@@ -5,8 +5,10 @@
 
 namespace powerinfer2::cli {
 
+void register_inspect(common::CliApp& cli);
+
 inline void register_commands(common::CliApp& cli) {
-  (void)cli;
+  register_inspect(cli);
 }
 
 }  // namespace powerinfer2::cli
