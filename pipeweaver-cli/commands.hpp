@@ -5,8 +5,10 @@
 
 namespace pipeweaver::cli {
 
+void register_gen_trace(common::CliApp& cli);
+
 inline void register_commands(common::CliApp& cli) {
-  (void)cli;
+  register_gen_trace(cli);
 }
 
 }  // namespace pipeweaver::cli

@@ -1,0 +1,86 @@
+#include "schedule/generators.hpp"
+
+#include <algorithm>
+
+namespace pipeweaver::schedule {
+
+namespace {
+
+Schedule skeleton(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
+  PWPI_CHECK_MSG(p >= 1 && m >= 1, "a schedule needs ranks and microbatches");
+  PWPI_CHECK_MSG(!chunks.empty() && chunks.size() % static_cast<std::size_t>(p) == 0,
+                 "the number of chunks must be a multiple of the number of ranks");
+  Schedule s;
+  s.n_ranks = p;
+  s.n_microbatches = m;
+  for (std::size_t c = 0; c < chunks.size(); ++c) chunks[c].rank = static_cast<std::int32_t>(c % static_cast<std::size_t>(p));
+  s.chunks = std::move(chunks);
+  s.rank_actions.resize(static_cast<std::size_t>(p));
+  return s;
+}
+
+}  // namespace
+
+std::vector<Chunk> uniform_chunks(const std::string& module, std::int32_t n, std::int32_t layers_per_chunk) {
+  std::vector<Chunk> out;
+  for (std::int32_t c = 0; c < n; ++c) out.push_back({module, c * layers_per_chunk, (c + 1) * layers_per_chunk, 0});
+  return out;
+}
+
+Schedule gpipe(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
+  PWPI_CHECK_MSG(static_cast<std::int32_t>(chunks.size()) == p, "GPipe runs one chunk per rank");
+  Schedule s = skeleton(p, m, std::move(chunks));
+  for (std::int32_t r = 0; r < p; ++r) {
+    auto& list = s.rank_actions[static_cast<std::size_t>(r)];
+    for (std::int32_t i = 0; i < m; ++i) list.push_back({r, Op::F, i});
+    for (std::int32_t i = m - 1; i >= 0; --i) list.push_back({r, Op::B, i});
+  }
+  return s;
+}
+
+Schedule one_f_one_b(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
+  PWPI_CHECK_MSG(static_cast<std::int32_t>(chunks.size()) == p, "1F1B runs one chunk per rank");
+  Schedule s = skeleton(p, m, std::move(chunks));
+  for (std::int32_t r = 0; r < p; ++r) {
+    auto& list = s.rank_actions[static_cast<std::size_t>(r)];
+    const std::int32_t warmup = std::min(p - r - 1, m);
+    std::int32_t f = 0, b = 0;
+    for (; f < warmup; ++f) list.push_back({r, Op::F, f});
+    while (f < m) {
+      list.push_back({r, Op::F, f++});
+      list.push_back({r, Op::B, b++});
+    }
+    while (b < m) list.push_back({r, Op::B, b++});
+  }
+  return s;
+}
+
+Schedule interleaved_1f1b(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
+  const std::int32_t v = static_cast<std::int32_t>(chunks.size()) / p;
+  PWPI_CHECK_MSG(m % p == 0, "interleaved 1F1B needs the microbatch count to be a multiple of the rank count");
+  Schedule s = skeleton(p, m, std::move(chunks));
+  const std::int32_t total = m * v;  // passes of each kind per rank
+  // The k-th forward (backward) pass on a rank: microbatch groups of p, chunks cycling
+  // inside a group; backwards visit the chunks in reverse.
+  auto chunk_of = [&](std::int32_t k, bool forward) {
+    const std::int32_t c = (k % (p * v)) / p;
+    return forward ? c : v - 1 - c;
+  };
+  auto microbatch_of = [&](std::int32_t k) { return (k / (p * v)) * p + k % p; };
+  for (std::int32_t r = 0; r < p; ++r) {
+    auto& list = s.rank_actions[static_cast<std::size_t>(r)];
+    auto fwd = [&](std::int32_t k) { list.push_back({chunk_of(k, true) * p + r, Op::F, microbatch_of(k)}); };
+    auto bwd = [&](std::int32_t k) { list.push_back({chunk_of(k, false) * p + r, Op::B, microbatch_of(k)}); };
+    const std::int32_t warmup = std::min(2 * (p - r - 1) + (v - 1) * p, total);
+    std::int32_t f = 0, b = 0;
+    for (; f < warmup; ++f) fwd(f);
+    while (f < total) {
+      fwd(f++);
+      bwd(b++);
+    }
+    while (b < total) bwd(b++);
+  }
+  return s;
+}
+
+}  // namespace pipeweaver::schedule

@@ -1,0 +1,30 @@
+// Baseline schedule generators: pure functions from (ranks, chunks per rank, microbatches)
+// to per-rank action tables. Virtual stage s runs on rank s mod p; with one chunk per rank
+// that is rank s. Chunk contents (which layers) are the caller's: `chunks` lists them in
+// pipeline order and their `rank` is overwritten with the placement.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "schedule/schedule.hpp"
+
+namespace pipeweaver::schedule {
+
+/// GPipe: every forward, then every backward (in reverse microbatch order, as GPipe's
+/// autograd runs them).
+Schedule gpipe(std::int32_t n_ranks, std::int32_t n_microbatches, std::vector<Chunk> chunks);
+
+/// 1F1B (PipeDream-Flush): rank r warms up with min(p - r - 1, m) forwards, then alternates
+/// one forward and one backward, then drains the remaining backwards.
+Schedule one_f_one_b(std::int32_t n_ranks, std::int32_t n_microbatches, std::vector<Chunk> chunks);
+
+/// Interleaved 1F1B in Megatron-LM's order: v = chunks / ranks virtual stages per rank,
+/// microbatches in groups of p, rank r warms up with 2(p - r - 1) + (v - 1)p forwards.
+/// Requires m to be a multiple of p (as Megatron-LM does).
+Schedule interleaved_1f1b(std::int32_t n_ranks, std::int32_t n_microbatches, std::vector<Chunk> chunks);
+
+/// `n` chunks of one module, `layers_per_chunk` layers each, for tests and examples.
+std::vector<Chunk> uniform_chunks(const std::string& module, std::int32_t n, std::int32_t layers_per_chunk);
+
+}  // namespace pipeweaver::schedule

@@ -1,0 +1,77 @@
+// SEMU: the step emulator. Given a schedule and the cost of every pass, it plays one
+// training step as discrete events: each rank has a compute stream that runs its actions
+// in the schedule's order, plus a send and a receive link; an action starts when its inputs
+// have arrived and its rank is free (the waiting is the pipeline bubble). Transfers between
+// ranks occupy the sender's send link and the receiver's receive link (FIFO in issue order).
+// All times are integer nanoseconds, so closed forms can be checked exactly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "schedule/schedule.hpp"
+
+namespace pipeweaver::semu {
+
+/// The cost of one step's passes, indexed [stage * n_microbatches + microbatch].
+struct StepCosts {
+  std::int32_t n_stages = 0;
+  std::int32_t n_microbatches = 0;
+  std::vector<std::int64_t> f_ns;        // forward
+  std::vector<std::int64_t> b_ns;        // full backward (input + weight gradients)
+  std::vector<std::int64_t> i_ns;        // input-gradient backward
+  std::vector<std::int64_t> w_ns;        // weight-gradient backward
+  std::vector<std::int64_t> send_f_ns;   // stage s's output to stage s + 1 (when on another rank)
+  std::vector<std::int64_t> send_b_ns;   // stage s's input gradient to stage s - 1
+  std::vector<std::int64_t> act_bytes;   // activations held from F until backward
+  std::vector<std::int64_t> act_w_bytes; // the part of act_bytes still needed after I, until W
+  std::vector<std::int64_t> static_bytes;    // [rank] weights, gradients, optimizer state
+  std::vector<std::int64_t> capacity_bytes;  // [rank] device memory; 0 = unlimited
+
+  /// Sized for a schedule, all zero.
+  static StepCosts zeros(std::int32_t n_stages, std::int32_t n_microbatches, std::int32_t n_ranks);
+  std::size_t at(std::int32_t stage, std::int32_t mb) const {
+    return static_cast<std::size_t>(stage) * static_cast<std::size_t>(n_microbatches) + static_cast<std::size_t>(mb);
+  }
+};
+
+/// One executed pass or transfer, for timelines.
+struct TimelineEvent {
+  enum class Kind : std::uint8_t { compute, transfer } kind;
+  std::int32_t rank;       // compute: its rank; transfer: the sender
+  std::int32_t peer_rank;  // transfer: the receiver
+  schedule::Action action; // compute: the pass; transfer: the producing pass
+  std::int64_t start_ns, end_ns;
+};
+
+struct MemorySample {
+  std::int32_t rank;
+  std::int64_t time_ns;
+  std::int64_t bytes;  // static + activations at that time
+};
+
+struct Result {
+  std::int64_t step_ns = 0;                 // time when the last pass ends
+  std::vector<std::int64_t> busy_ns;        // [rank] compute time
+  std::vector<std::int64_t> idle_ns;        // [rank] step_ns - busy
+  double bubble_ratio = 0;                  // idle / (ranks * step), over all ranks
+  std::int64_t p2p_ns = 0;                  // total link time of all transfers
+  std::int64_t n_transfers = 0;
+  std::vector<std::int64_t> peak_mem_bytes; // [rank] static + peak activations
+  std::vector<std::int64_t> peak_act_microbatches;  // [rank] most microbatches held at once
+  bool exceeds_memory = false;              // some rank's peak is above its capacity
+  std::int64_t n_actions = 0;
+  std::vector<TimelineEvent> timeline;      // when Options::record_timeline
+  std::vector<MemorySample> memory;         // when Options::record_timeline
+};
+
+struct Options {
+  bool record_timeline = false;
+};
+
+/// Plays the schedule. The schedule must be valid (schedule::find_problem finds nothing);
+/// costs must be sized for it. Runs in O(actions * log(ranks)).
+Result simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options = {});
+
+}  // namespace pipeweaver::semu

@@ -1,0 +1,155 @@
+#include "semu/semu.hpp"
+
+#include "schedule/generators.hpp"
+#include "semu/event_queue.hpp"
+#include "test_support.hpp"
+
+using namespace pipeweaver;
+using schedule::Op;
+
+namespace {
+
+// Uniform costs: every stage forward tf, backward tb (split as tb/2 + tb/2), no transfers.
+semu::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t tb, std::int64_t act = 0) {
+  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  std::fill(c.f_ns.begin(), c.f_ns.end(), tf);
+  std::fill(c.b_ns.begin(), c.b_ns.end(), tb);
+  std::fill(c.i_ns.begin(), c.i_ns.end(), tb / 2);
+  std::fill(c.w_ns.begin(), c.w_ns.end(), tb - tb / 2);
+  std::fill(c.act_bytes.begin(), c.act_bytes.end(), act);
+  std::fill(c.act_w_bytes.begin(), c.act_w_bytes.end(), act / 4);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("pipeweaver the event queue pops by time, then by scheduling order", "[unit]") {
+  semu::EventQueue<int> q;
+  q.schedule(5, 1);
+  q.schedule(3, 2);
+  q.schedule(5, 3);
+  q.schedule(3, 4);
+  std::vector<int> order;
+  std::vector<std::int64_t> times;
+  while (!q.empty()) {
+    auto e = q.step();
+    order.push_back(e.payload);
+    times.push_back(q.now());
+  }
+  CHECK(order == std::vector<int>{2, 4, 1, 3});
+  CHECK(times == std::vector<std::int64_t>{3, 3, 5, 5});
+  CHECK_THROWS_AS(q.schedule(4, 9), common::InternalError);  // the past
+}
+
+TEST_CASE("pipeweaver GPipe and 1F1B match the closed form (m + p - 1)(tf + tb)", "[unit]") {
+  const std::int32_t p = GENERATE(1, 2, 4, 8);
+  const std::int32_t m = GENERATE(1, 3, 8, 16);
+  const std::int64_t tf = 1000, tb = 2000;
+  for (bool use_1f1b : {false, true}) {
+    auto chunks = schedule::uniform_chunks("llm", p, 4);
+    auto s = use_1f1b ? schedule::one_f_one_b(p, m, chunks) : schedule::gpipe(p, m, chunks);
+    INFO((use_1f1b ? "1F1B" : "GPipe") << " p=" << p << " m=" << m);
+    REQUIRE_FALSE(schedule::find_problem(s).has_value());
+    auto r = semu::simulate(s, uniform(s, tf, tb));
+    CHECK(r.step_ns == (m + p - 1) * (tf + tb));
+    // bubble = (p - 1) / (m + p - 1), exactly: idle = p(p-1)(tf+tb).
+    std::int64_t idle = 0;
+    for (auto i : r.idle_ns) idle += i;
+    CHECK(idle == static_cast<std::int64_t>(p) * (p - 1) * (tf + tb));
+    CHECK(r.bubble_ratio == Approx(static_cast<double>(p - 1) / (m + p - 1)).epsilon(1e-12));
+    for (auto b : r.busy_ns) CHECK(b == m * (tf + tb));
+    CHECK(r.n_actions == 2 * p * m);
+  }
+}
+
+TEST_CASE("pipeweaver interleaved 1F1B shrinks the bubble term by v", "[unit]") {
+  const std::int32_t p = GENERATE(2, 4);
+  const std::int32_t v = GENERATE(2, 3, 4);
+  const std::int32_t m = GENERATE(1, 2, 4) * p;
+  // The whole model costs p*v chunks of tf each way: a chunk is 1/v of a stage.
+  const std::int64_t tf = 600, tb = 1200;  // per chunk
+  auto s = schedule::interleaved_1f1b(p, m, schedule::uniform_chunks("llm", p * v, 2));
+  INFO("p=" << p << " v=" << v << " m=" << m);
+  REQUIRE_FALSE(schedule::find_problem(s).has_value());
+  auto r = semu::simulate(s, uniform(s, tf, tb));
+  // Per-stage times are v * chunk times: step = m * v(tf+tb) + (p - 1)(tf + tb).
+  CHECK(r.step_ns == m * v * (tf + tb) + (p - 1) * (tf + tb));
+}
+
+TEST_CASE("pipeweaver 1F1B holds at most p - r microbatches on rank r; GPipe holds m", "[unit]") {
+  const std::int32_t p = 4, m = 8;
+  const std::int64_t act = 1 << 20;
+  auto chunks = schedule::uniform_chunks("llm", p, 4);
+  auto s1 = schedule::one_f_one_b(p, m, chunks);
+  auto c1 = uniform(s1, 10, 20, act);
+  for (std::int32_t r = 0; r < p; ++r) c1.static_bytes[static_cast<std::size_t>(r)] = 1000;
+  auto r1 = semu::simulate(s1, c1);
+  for (std::int32_t r = 0; r < p; ++r) {
+    CHECK(r1.peak_act_microbatches[static_cast<std::size_t>(r)] == p - r);
+    CHECK(r1.peak_mem_bytes[static_cast<std::size_t>(r)] == 1000 + (p - r) * act);
+  }
+  auto sg = schedule::gpipe(p, m, chunks);
+  auto rg = semu::simulate(sg, uniform(sg, 10, 20, act));
+  for (auto n : rg.peak_act_microbatches) CHECK(n == m);
+  CHECK_FALSE(rg.exceeds_memory);
+
+  auto tight = uniform(sg, 10, 20, act);
+  tight.capacity_bytes[2] = 4 * act;
+  CHECK(semu::simulate(sg, tight).exceeds_memory);
+}
+
+TEST_CASE("pipeweaver transfers add latency on the critical path and serialise on links", "[unit]") {
+  // Two ranks, one microbatch: F0 (10) -> send (5) -> F1 (10) -> B1 (20) -> send (5) -> B0 (20).
+  auto s = schedule::gpipe(2, 1, schedule::uniform_chunks("llm", 2, 1));
+  auto c = uniform(s, 10, 20);
+  std::fill(c.send_f_ns.begin(), c.send_f_ns.end(), 5);
+  std::fill(c.send_b_ns.begin(), c.send_b_ns.end(), 5);
+  auto r = semu::simulate(s, c, {.record_timeline = true});
+  CHECK(r.step_ns == 10 + 5 + 10 + 20 + 5 + 20);
+  CHECK(r.p2p_ns == 10);
+  CHECK(r.n_transfers == 2);
+
+  // Many microbatches whose transfers take longer than the compute: the link is the
+  // bottleneck, so forwards reach rank 1 one link-time apart.
+  auto s2 = schedule::gpipe(2, 4, schedule::uniform_chunks("llm", 2, 1));
+  auto c2 = uniform(s2, 1, 2);
+  std::fill(c2.send_f_ns.begin(), c2.send_f_ns.end(), 10);
+  auto r2 = semu::simulate(s2, c2, {.record_timeline = true});
+  std::vector<std::int64_t> arrivals;
+  for (const auto& e : r2.timeline)
+    if (e.kind == semu::TimelineEvent::Kind::transfer && e.action.op == Op::F) arrivals.push_back(e.end_ns);
+  CHECK(arrivals == std::vector<std::int64_t>{11, 21, 31, 41});
+}
+
+TEST_CASE("pipeweaver a zero-bubble split backward frees activations at I and W", "[unit]") {
+  schedule::Schedule s;
+  s.n_ranks = 1;
+  s.n_microbatches = 1;
+  s.chunks = {{"llm", 0, 1, 0}};
+  s.rank_actions = {{{0, Op::F, 0}, {0, Op::I, 0}, {0, Op::W, 0}}};
+  auto c = uniform(s, 10, 20, 400);
+  auto r = semu::simulate(s, c, {.record_timeline = true});
+  CHECK(r.step_ns == 10 + 10 + 10);
+  std::vector<std::int64_t> mem;
+  for (const auto& m : r.memory) mem.push_back(m.bytes);
+  CHECK(mem == std::vector<std::int64_t>{400, 100, 0});
+}
+
+TEST_CASE("pipeweaver SEMU is deterministic", "[unit]") {
+  auto s = schedule::interleaved_1f1b(4, 8, schedule::uniform_chunks("llm", 8, 2));
+  auto c = uniform(s, 7, 13, 100);
+  for (std::size_t i = 0; i < c.f_ns.size(); ++i) {
+    c.f_ns[i] += static_cast<std::int64_t>(i % 5);
+    c.send_f_ns[i] = static_cast<std::int64_t>(i % 3);
+    c.send_b_ns[i] = static_cast<std::int64_t>(i % 2);
+  }
+  auto a = semu::simulate(s, c, {.record_timeline = true});
+  auto b = semu::simulate(s, c, {.record_timeline = true});
+  CHECK(a.step_ns == b.step_ns);
+  CHECK(a.busy_ns == b.busy_ns);
+  REQUIRE(a.timeline.size() == b.timeline.size());
+  for (std::size_t i = 0; i < a.timeline.size(); ++i) {
+    CHECK(a.timeline[i].start_ns == b.timeline[i].start_ns);
+    CHECK(a.timeline[i].action == b.timeline[i].action);
+  }
+}
