@@ -14,11 +14,16 @@ out="$root/out/demo"
 mkdir -p "$out"
 
 echo
-echo "== pipeweaver-cli"
+echo "== pipeweaver-cli: draw a 100-batch trace from a video-heavy data mix for the 37B model"
 "$pw" --version
-"$pw" --help
+"$pw" gen-trace --mix configs/mixes/video-heavy.json --model configs/models/lmm-37b.json \
+  --batches 100 --seed 1 -o "$out/video-heavy.jsonl"
+echo "   first batch: $(head -c 160 "$out/video-heavy.jsonl")..."
 
 echo
-echo "== powerinfer2-cli"
+echo "== powerinfer2-cli: inspect a GGUF file"
 "$pi" --version
-"$pi" --help
+"$pi" inspect tests/data/powerinfer2/writer-golden.gguf
+
+echo
+echo "demo outputs are in $out"
