@@ -6,9 +6,15 @@
 namespace pipeweaver::cli {
 
 void register_gen_trace(common::CliApp& cli);
+void register_profile(common::CliApp& cli);
+void register_simulate(common::CliApp& cli);
+void register_bench_semu(common::CliApp& cli);
 
 inline void register_commands(common::CliApp& cli) {
   register_gen_trace(cli);
+  register_profile(cli);
+  register_simulate(cli);
+  register_bench_semu(cli);
 }
 
 }  // namespace pipeweaver::cli

@@ -1,6 +1,8 @@
 #include "schedule/generators.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cctype>
 
 namespace pipeweaver::schedule {
 
@@ -81,6 +83,38 @@ Schedule interleaved_1f1b(std::int32_t p, std::int32_t m, std::vector<Chunk> chu
     while (b < total) bwd(b++);
   }
   return s;
+}
+
+namespace {
+
+constexpr std::array<GeneratorInfo, 3> kGenerators{{
+    {"gpipe", "all forwards, then all backwards (one chunk per rank)", false, &gpipe},
+    {"1f1b", "PipeDream-Flush one-forward-one-backward (one chunk per rank)", false, &one_f_one_b},
+    {"interleaved-1f1b", "Megatron-LM interleaved 1F1B (several chunks per rank)", true, &interleaved_1f1b},
+}};
+
+}  // namespace
+
+std::span<const GeneratorInfo> generator_registry() {
+  return kGenerators;
+}
+
+const GeneratorInfo* find_generator(std::string_view name) {
+  for (const GeneratorInfo& g : kGenerators) {
+    const std::string_view n = g.name;
+    if (n.size() == name.size() &&
+        std::equal(n.begin(), n.end(), name.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+        }))
+      return &g;
+  }
+  return nullptr;
+}
+
+std::string generator_names() {
+  std::string out;
+  for (const GeneratorInfo& g : kGenerators) out += (out.empty() ? "" : ", ") + std::string(g.name);
+  return out;
 }
 
 }  // namespace pipeweaver::schedule

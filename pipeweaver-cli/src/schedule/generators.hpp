@@ -5,6 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "schedule/schedule.hpp"
@@ -23,6 +26,19 @@ Schedule one_f_one_b(std::int32_t n_ranks, std::int32_t n_microbatches, std::vec
 /// microbatches in groups of p, rank r warms up with 2(p - r - 1) + (v - 1)p forwards.
 /// Requires m to be a multiple of p (as Megatron-LM does).
 Schedule interleaved_1f1b(std::int32_t n_ranks, std::int32_t n_microbatches, std::vector<Chunk> chunks);
+
+/// A generator by name, for the command line. Names are matched case-insensitively.
+struct GeneratorInfo {
+  const char* name;         // "gpipe", "1f1b", "interleaved-1f1b"
+  const char* description;
+  bool interleaved;         // takes several chunks per rank (needs m a multiple of p)
+  Schedule (*make)(std::int32_t n_ranks, std::int32_t n_microbatches, std::vector<Chunk> chunks);
+};
+std::span<const GeneratorInfo> generator_registry();
+/// The generator named `name` (any case), or nullptr.
+const GeneratorInfo* find_generator(std::string_view name);
+/// "gpipe, 1f1b, interleaved-1f1b": for error messages.
+std::string generator_names();
 
 /// `n` chunks of one module, `layers_per_chunk` layers each, for tests and examples.
 std::vector<Chunk> uniform_chunks(const std::string& module, std::int32_t n, std::int32_t layers_per_chunk);
