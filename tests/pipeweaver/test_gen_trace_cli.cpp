@@ -14,20 +14,10 @@ namespace {
 
 const std::string kCli = PIPEWEAVER_CLI;
 
-// Single-quoted for the shell (appends, not "'" + s: g++ 12 -O3 warns falsely on that).
-std::string quoted(const std::string& s) {
-  std::string out(1, '\'');
-  out.append(s).push_back('\'');
-  return out;
-}
-std::string quoted(const std::filesystem::path& p) {
-  return quoted(p.string());
-}
+std::string quoted(const std::filesystem::path& p) { return testing::shell_quote(p.string()); }
 
 testing::CommandResult cli(const std::string& args) {
-  std::string command = quoted(kCli);
-  command.append(" ").append(args);
-  return testing::run_command(command);
+  return testing::run_cli(kCli, args);
 }
 
 std::string data(const std::string& name) {

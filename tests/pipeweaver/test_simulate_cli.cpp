@@ -12,17 +12,9 @@ namespace {
 
 const std::string kCli = PIPEWEAVER_CLI;
 
-std::string quoted(const std::string& s) {
-  std::string out(1, '\'');
-  out.append(s).push_back('\'');
-  return out;
-}
+std::string quoted(const std::string& s) { return testing::shell_quote(s); }
 
-testing::CommandResult cli(const std::string& args) {
-  std::string command = quoted(kCli);
-  command.append(" ").append(args);
-  return testing::run_command(command);
-}
+testing::CommandResult cli(const std::string& args) { return testing::run_cli(kCli, args); }
 
 std::string first_line(const std::string& text) {
   return text.substr(0, text.find('\n'));

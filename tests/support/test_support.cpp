@@ -61,4 +61,20 @@ CommandResult run_command(const std::string& command) {
   return r;
 }
 
+std::string shell_quote(const std::string& s) {
+  std::string out(1, '\'');
+  for (char c : s) {
+    if (c == '\'') out.append("'\\''");
+    else out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
+CommandResult run_cli(const std::string& executable, const std::string& args) {
+  std::string command = shell_quote(executable);
+  command.append(" ").append(args);
+  return run_command(command);
+}
+
 }  // namespace testing

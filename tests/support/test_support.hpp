@@ -45,6 +45,11 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command);
 
+/// `s` in single quotes for the shell (embedded quotes escaped).
+std::string shell_quote(const std::string& s);
+/// Runs `executable` (quoted) followed by `args` (already shell syntax).
+CommandResult run_cli(const std::string& executable, const std::string& args);
+
 }  // namespace testing
 
 #define PWPI_SKIP(reason)                                   \
