@@ -6,9 +6,19 @@
 namespace powerinfer2::cli {
 
 void register_inspect(common::CliApp& cli);
+void register_quantize(common::CliApp& cli);
+void register_tokenize(common::CliApp& cli);
+void register_import(common::CliApp& cli);
+void register_generate(common::CliApp& cli);
+void register_bench(common::CliApp& cli);
 
 inline void register_commands(common::CliApp& cli) {
   register_inspect(cli);
+  register_quantize(cli);
+  register_tokenize(cli);
+  register_import(cli);
+  register_generate(cli);
+  register_bench(cli);
 }
 
 }  // namespace powerinfer2::cli

@@ -1,0 +1,142 @@
+#include "engine/forward.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/errors.hpp"
+#include "engine/kernels.hpp"
+#include "ops/fp16.hpp"
+#include "ops/quants.hpp"
+
+namespace powerinfer2::engine {
+
+namespace {
+
+// y = W x for n tokens: matrix-vector for one token (decode), matrix-matrix for more.
+void product(const ops::WeightMatrix& w, const float* x, std::size_t n, float* y, common::ThreadPool& pool,
+             ops::Workspace& ws) {
+  std::span<const float> xs(x, n * w.n_cols);
+  std::span<float> ys(y, n * w.n_rows);
+  if (n == 1)
+    ops::matvec(w, xs, ys, pool, ws);
+  else
+    ops::matmul(w, xs, n, ys, pool, ws);
+}
+
+}  // namespace
+
+Forward::Forward(const Model& model, common::ThreadPool& pool, std::size_t n_ctx, std::size_t max_batch)
+    : cfg_(model.config), w_(model.weights), pool_(pool) {
+  n_ctx_ = n_ctx == 0 ? cfg_.n_ctx : n_ctx;
+  max_batch_ = std::max<std::size_t>(1, std::min(max_batch, n_ctx_));
+  const std::size_t dim = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), ffn = cfg_.ffn_dim;
+  ws_ = ops::Workspace(max_batch_, std::max({dim, qd, ffn}), pool.size());
+  k_cache_ = common::AlignedBuffer<float>(cfg_.n_layer * n_ctx_ * kvd);
+  v_cache_ = common::AlignedBuffer<float>(cfg_.n_layer * n_ctx_ * kvd);
+  x_ = common::AlignedBuffer<float>(max_batch_ * dim);
+  xb_ = common::AlignedBuffer<float>(max_batch_ * std::max(dim, qd));
+  q_ = common::AlignedBuffer<float>(max_batch_ * qd);
+  att_ = common::AlignedBuffer<float>(max_batch_ * qd);
+  hb_ = common::AlignedBuffer<float>(max_batch_ * ffn);
+  hb2_ = common::AlignedBuffer<float>(max_batch_ * ffn);
+  logits_ = common::AlignedBuffer<float>(cfg_.vocab);
+  scores_ = common::AlignedBuffer<float>(cfg_.n_head * n_ctx_);
+  rope_cos_ = common::AlignedBuffer<float>(max_batch_ * (cfg_.n_rot / 2 + 1));
+  rope_sin_ = common::AlignedBuffer<float>(max_batch_ * (cfg_.n_rot / 2 + 1));
+}
+
+void Forward::embed(model::TokenId token, std::span<float> out) const {
+  PWPI_CHECK(token >= 0 && static_cast<std::size_t>(token) < cfg_.vocab && out.size() == cfg_.dim);
+  const ops::WeightMatrix& e = w_.token_embd;
+  const auto* row = static_cast<const std::uint8_t*>(e.data) + static_cast<std::size_t>(token) * e.row_bytes();
+  switch (e.type) {
+    case io::GgmlType::F32: std::memcpy(out.data(), row, cfg_.dim * sizeof(float)); break;
+    case io::GgmlType::F16:
+      ops::fp16_to_fp32_row(reinterpret_cast<const ops::fp16_t*>(row), out.data(), cfg_.dim);
+      break;
+    case io::GgmlType::Q8_0:
+      ops::dequantize_row_q8_0(reinterpret_cast<const ops::BlockQ8_0*>(row), out.data(), cfg_.dim);
+      break;
+    case io::GgmlType::Q4_0:
+      ops::dequantize_row_q4_0(reinterpret_cast<const ops::BlockQ4_0*>(row), out.data(), cfg_.dim);
+      break;
+    default: PWPI_CHECK_MSG(false, "embedding type checked at load");
+  }
+}
+
+std::span<const float> Forward::decode(model::TokenId token, std::size_t pos) {
+  prefill_batch({&token, 1}, pos, {});
+  return logits_.span();
+}
+
+std::span<const float> Forward::prefill(std::span<const model::TokenId> tokens, std::size_t pos0,
+                                        std::span<float> all_logits) {
+  PWPI_CHECK(!tokens.empty());
+  PWPI_CHECK(all_logits.empty() || all_logits.size() == tokens.size() * cfg_.vocab);
+  for (std::size_t i = 0; i < tokens.size(); i += max_batch_) {
+    const std::size_t n = std::min(max_batch_, tokens.size() - i);
+    prefill_batch(tokens.subspan(i, n), pos0 + i,
+                  all_logits.empty() ? all_logits : all_logits.subspan(i * cfg_.vocab, n * cfg_.vocab));
+  }
+  return logits_.span();
+}
+
+void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t pos0, std::span<float> all_logits) {
+  const std::size_t n = tokens.size();
+  PWPI_CHECK(n >= 1 && n <= max_batch_ && pos0 + n <= n_ctx_);
+  const std::size_t dim = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), ffn = cfg_.ffn_dim;
+  const std::size_t hd = cfg_.head_dim, half = cfg_.n_rot / 2;
+  float *x = x_.data(), *xb = xb_.data(), *q = q_.data(), *att = att_.data(), *hb = hb_.data(), *hb2 = hb2_.data();
+
+  for (std::size_t i = 0; i < n; ++i) {
+    embed(tokens[i], {x + i * dim, dim});
+    rope_table(pos0 + i, cfg_.n_rot, cfg_.rope_base, {rope_cos_.data() + i * half, half},
+               {rope_sin_.data() + i * half, half});
+  }
+  for (std::size_t l = 0; l < cfg_.n_layer; ++l) {
+    const model::LayerWeights& L = w_.layers[l];
+    for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.attn_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    // K and V go straight into the cache rows of positions pos0..pos0+n-1 (contiguous).
+    float* kc = k_cache(l, pos0);
+    float* vc = v_cache(l, pos0);
+    product(L.wq, xb, n, q, pool_, ws_);
+    product(L.wk, xb, n, kc, pool_, ws_);
+    product(L.wv, xb, n, vc, pool_, ws_);
+    for (std::size_t i = 0; i < n; ++i) {
+      std::span<const float> c(rope_cos_.data() + i * half, half), s(rope_sin_.data() + i * half, half);
+      rope({q + i * qd, qd}, cfg_.n_head, hd, c, s);
+      rope({kc + i * kvd, kvd}, cfg_.n_kv_head, hd, c, s);
+    }
+    const std::size_t group = cfg_.n_head / cfg_.n_kv_head;
+    const float* k0 = k_cache(l, 0);
+    const float* v0 = v_cache(l, 0);
+    pool_.parallel_for(0, cfg_.n_head, 1, [&](std::size_t hb_begin, std::size_t hb_end) {
+      for (std::size_t h = hb_begin; h < hb_end; ++h) {
+        const std::size_t kvh = h / group;
+        for (std::size_t i = 0; i < n; ++i)
+          attend_head(q + i * qd + h * hd, k0 + kvh * hd, v0 + kvh * hd, kvd, pos0 + i + 1, hd,
+                      scores_.data() + h * n_ctx_, att + i * qd + h * hd);
+      }
+    });
+    product(L.wo, att, n, xb, pool_, ws_);
+    for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
+
+    for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.ffn_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    product(L.gate, xb, n, hb, pool_, ws_);
+    product(L.up, xb, n, hb2, pool_, ws_);
+    ffn_activate(cfg_.activation, {hb, n * ffn}, {hb2, n * ffn});
+    product(L.down, hb, n, xb, pool_, ws_);
+    for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
+  }
+  if (all_logits.empty()) {
+    const float* last = x + (n - 1) * dim;
+    rmsnorm({last, dim}, w_.output_norm, cfg_.rms_eps, {xb, dim});
+    product(w_.output, xb, 1, logits_.data(), pool_, ws_);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, w_.output_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    product(w_.output, xb, n, all_logits.data(), pool_, ws_);
+    std::memcpy(logits_.data(), all_logits.data() + (n - 1) * cfg_.vocab, cfg_.vocab * sizeof(float));
+  }
+}
+
+}  // namespace powerinfer2::engine

@@ -1,0 +1,59 @@
+// The dense forward pass of a llama-family model: one token (decode, matrix-vector
+// products) or a batch of prompt tokens (prefill, matrix-matrix products), with a KV cache.
+// All run state, the KV cache included, is sized once at construction: nothing is allocated
+// per token.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "common/aligned_buffer.hpp"
+#include "common/thread_pool.hpp"
+#include "engine/model.hpp"
+#include "ops/matmul.hpp"
+
+namespace powerinfer2::engine {
+
+class Forward {
+ public:
+  /// State for positions [0, n_ctx) (0: the model's context length) and prefill batches of
+  /// up to max_batch tokens (longer prompts go in several batches).
+  Forward(const Model& model, common::ThreadPool& pool, std::size_t n_ctx = 0, std::size_t max_batch = 512);
+  Forward(const Forward&) = delete;
+  Forward& operator=(const Forward&) = delete;
+
+  std::size_t n_ctx() const { return n_ctx_; }
+  std::size_t vocab() const { return cfg_.vocab; }
+
+  /// Runs `token` at position `pos` (positions before it must be in the cache); returns the
+  /// logits [vocab], valid until the next call.
+  std::span<const float> decode(model::TokenId token, std::size_t pos);
+
+  /// Runs tokens at positions pos0, pos0 + 1, ... and returns the logits of the last one.
+  /// With `all_logits` ([n][vocab]), every token's logits are written there too.
+  std::span<const float> prefill(std::span<const model::TokenId> tokens, std::size_t pos0,
+                                 std::span<float> all_logits = {});
+
+  /// The embedding row of `token`, dequantized ([dim]).
+  void embed(model::TokenId token, std::span<float> out) const;
+
+ private:
+  void prefill_batch(std::span<const model::TokenId> tokens, std::size_t pos0, std::span<float> all_logits);
+  float* k_cache(std::size_t layer, std::size_t pos) { return k_cache_.data() + (layer * n_ctx_ + pos) * cfg_.kv_dim(); }
+  float* v_cache(std::size_t layer, std::size_t pos) { return v_cache_.data() + (layer * n_ctx_ + pos) * cfg_.kv_dim(); }
+  void attention(std::size_t layer, const float* q, std::size_t pos, float* out);
+
+  const model::ModelConfig& cfg_;
+  const model::ModelWeights& w_;
+  common::ThreadPool& pool_;
+  std::size_t n_ctx_ = 0, max_batch_ = 0;
+  ops::Workspace ws_;
+  common::AlignedBuffer<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim]
+  common::AlignedBuffer<float> x_, xb_, q_, att_, hb_, hb2_;  // [max_batch][dim|q_dim|ffn_dim]
+  common::AlignedBuffer<float> logits_;                       // [vocab]
+  common::AlignedBuffer<float> scores_;                       // [n_head][n_ctx]
+  common::AlignedBuffer<float> rope_cos_, rope_sin_;          // [max_batch][n_rot / 2]
+};
+
+}  // namespace powerinfer2::engine

@@ -1,0 +1,532 @@
+#include "ops/matmul.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "common/errors.hpp"
+#include "ops/dot.hpp"
+#include "ops/quants.hpp"
+#include "ops/simd.hpp"
+
+namespace powerinfer2::ops {
+
+using io::GgmlType;
+
+namespace {
+
+// Chunks of rows handed to the threads by matvec: about 8 per thread, so that a thread
+// slowed down by something else does not hold up the product.
+std::size_t matvec_grain(std::size_t n_rows, std::size_t n_threads) {
+  const std::size_t per = (n_rows + 8 * n_threads - 1) / (8 * n_threads);
+  return std::max<std::size_t>(16, (per + 3) / 4 * 4);
+}
+
+// Calls body(chunk, thread_index) for every chunk in [0, n_chunks), chunks claimed
+// dynamically by the pool's threads. The region's std::function holds a single pointer, so
+// it lives in std::function's inline buffer: nothing is allocated (ThreadPool::parallel_for's
+// closure is too large for that buffer and goes to the heap on every call).
+template <class Body>
+void for_chunks(common::ThreadPool& pool, std::size_t n_chunks, Body&& body) {
+  if (n_chunks == 0) return;
+  if (n_chunks == 1 || pool.runs_inline_here()) {
+    for (std::size_t c = 0; c < n_chunks; ++c) body(c, std::size_t{0});
+    return;
+  }
+  struct Region {
+    std::atomic<std::size_t> next{0};
+    std::size_t n_chunks;
+    std::remove_reference_t<Body>* body;
+  } region{{}, n_chunks, &body};
+  Region* r = &region;
+  pool.run_on_all([r](std::size_t thread_index) {
+    for (std::size_t c; (c = r->next.fetch_add(1, std::memory_order_relaxed)) < r->n_chunks;) (*r->body)(c, thread_index);
+  });
+}
+
+// Calls body(begin, end) over [0, n) in chunks of `grain`.
+template <class Body>
+void for_ranges(common::ThreadPool& pool, std::size_t n, std::size_t grain, Body&& body) {
+  for_chunks(pool, (n + grain - 1) / grain, [&](std::size_t c, std::size_t) { body(c * grain, std::min(n, (c + 1) * grain)); });
+}
+
+#if defined(PWPI_OPS_AVX512)
+// Packed weights for the AVX-512 matmul.
+// Quantized types: panels of 16 rows; per block, 8 groups of 64 bytes (group g holds, for
+// each row l, the 4 biased unsigned bytes of elements 4g..4g+3: q for Q4_0, q + 128 for
+// Q8_0), then the 16 rows' scales as floats.
+constexpr std::size_t kPanelRows = 16;
+constexpr std::size_t kQPanelBlockBytes = 8 * 64 + kPanelRows * sizeof(float);
+constexpr std::size_t kQChunkRows = 64;  // rows per task: 4 panels in the thread's scratch
+constexpr std::size_t kQTokenTile = 12;  // tokens per micro-kernel call
+// F32 / F16: a panel of 64 rows, k-major ([kc][64] floats), for kc inputs at a time.
+constexpr std::size_t kFChunkRows = 64;
+constexpr std::size_t kFKc = 512;
+constexpr std::size_t kFTokenTile = 6;
+// Below this many tokens, packing does not pay: row-by-token dot products instead.
+constexpr std::size_t kGemmMinTokens = 4;
+#endif
+// Up to this many tokens, the quantized activations also get Q8Act's spread form, which
+// the AVX-512 dot products read (the other builds' kernels do not use it).
+#if defined(PWPI_OPS_AVX512)
+constexpr std::size_t kDotMaxTokens = kGemmMinTokens - 1;
+#else
+constexpr std::size_t kDotMaxTokens = 0;
+#endif
+
+// How far ahead matvec prefetches the weights (into L1) while it computes a row: one core
+// alone does not keep enough cache-line reads in flight otherwise (measured: Q4_0 matvec
+// from memory on one thread 5.3 -> 7.7 GB/s, F16 8.0 -> 10 GB/s).
+constexpr std::size_t kPrefetchBytes = 8192;
+
+std::size_t scratch_bytes_per_thread(std::size_t max_cols) {
+#if defined(PWPI_OPS_AVX512)
+  const std::size_t nb = (max_cols + kQK - 1) / kQK;
+  const std::size_t q = kQChunkRows / kPanelRows * nb * kQPanelBlockBytes;
+  const std::size_t f = kFChunkRows * kFKc * sizeof(float);
+  return (std::max(q, f) + 63) / 64 * 64;
+#else
+  (void)max_cols;
+  return 0;
+#endif
+}
+
+}  // namespace
+
+// The workspace's buffers, for the kernels of this file.
+struct WorkspaceAccess {
+  // Quantizes n_tok rows of x into the workspace; Q8Act of token 0 (token t at t * nb blocks),
+  // with the spread form when n_tok <= kDotMaxTokens (token t's at t * spread_stride()).
+  static Q8Act quantize(Workspace& ws, const float* x, std::size_t n_tok, std::size_t n_cols, common::ThreadPool* pool) {
+    const std::size_t nb = n_cols / kQK;
+    PWPI_CHECK_MSG(n_tok <= ws.max_tokens_ && n_cols <= ws.max_cols_,
+                   "workspace sized for " + std::to_string(ws.max_tokens_) + " x " + std::to_string(ws.max_cols_) +
+                       ", product needs " + std::to_string(n_tok) + " x " + std::to_string(n_cols));
+    std::int8_t* qs = ws.act_qs_.data();
+    float* d = ws.act_d_.data();
+    std::int32_t* sum = ws.act_sum_.data();
+    auto rows = [&](std::size_t t0, std::size_t t1) {
+      for (std::size_t t = t0; t < t1; ++t)
+        quantize_act_q8(x + t * n_cols, n_cols, qs + t * nb * kQK, d + t * nb, sum + t * nb);
+    };
+    if (pool != nullptr && n_tok > 1)
+      for_ranges(*pool, n_tok, std::max<std::size_t>(1, n_tok / (4 * pool->size())), rows);
+    else
+      rows(0, n_tok);
+    Q8Act a{qs, d, sum};
+    if (n_tok <= kDotMaxTokens) {
+      for (std::size_t t = 0; t < n_tok; ++t)
+        spread_act_pairs(Q8Act{qs, d + t * nb, sum + t * nb}, nb, ws.act_d16_.data() + t * spread_stride(ws),
+                         ws.act_neg_sum16_.data() + t * spread_stride(ws));
+      a.d16 = ws.act_d16_.data();
+      a.neg_sum16 = ws.act_neg_sum16_.data();
+    }
+    return a;
+  }
+  // Values per token in the spread arrays.
+  static std::size_t spread_stride(const Workspace& ws) { return (ws.max_cols_ / kQK / 2) * 16; }
+  static std::int32_t* sums(Workspace& ws) { return ws.act_sum_.data(); }
+  static std::uint8_t* scratch(Workspace& ws, std::size_t thread_index) {
+    PWPI_CHECK(thread_index < ws.max_threads_);
+    return ws.scratch_.data() + thread_index * ws.scratch_stride_;
+  }
+  static void check_threads(const Workspace& ws, const common::ThreadPool& pool) {
+    PWPI_CHECK_MSG(pool.size() <= ws.max_threads_, "workspace sized for " + std::to_string(ws.max_threads_) +
+                                                      " threads, pool has " + std::to_string(pool.size()));
+  }
+};
+
+Workspace::Workspace(std::size_t max_tokens, std::size_t max_cols, std::size_t max_threads)
+    : max_tokens_(max_tokens), max_cols_(max_cols), max_threads_(std::max<std::size_t>(1, max_threads)) {
+  const std::size_t nb = (max_cols + kQK - 1) / kQK;
+  act_qs_ = common::AlignedBuffer<std::int8_t>(max_tokens * nb * kQK);
+  act_d_ = common::AlignedBuffer<float>(max_tokens * nb);
+  act_sum_ = common::AlignedBuffer<std::int32_t>(max_tokens * nb);
+  const std::size_t spread = std::min(max_tokens, kDotMaxTokens) * (max_cols / kQK / 2) * 16;
+  act_d16_ = common::AlignedBuffer<float>(spread);
+  act_neg_sum16_ = common::AlignedBuffer<std::int32_t>(spread);
+  scratch_stride_ = scratch_bytes_per_thread(max_cols);
+  scratch_ = common::AlignedBuffer<std::uint8_t>(max_threads_ * scratch_stride_);
+}
+
+std::size_t Workspace::size_bytes() const {
+  return act_qs_.size_bytes() + act_d_.size_bytes() + act_sum_.size_bytes() + act_d16_.size_bytes() +
+         act_neg_sum16_.size_bytes() + scratch_.size_bytes();
+}
+
+std::size_t WeightMatrix::row_bytes() const {
+  switch (type) {
+    case GgmlType::F32: return n_cols * sizeof(float);
+    case GgmlType::F16: return n_cols * sizeof(fp16_t);
+    case GgmlType::Q8_0: return n_cols / kQK * sizeof(BlockQ8_0);
+    case GgmlType::Q4_0: return n_cols / kQK * sizeof(BlockQ4_0);
+    default: break;
+  }
+  PWPI_CHECK_MSG(false, "weight type " + std::string(io::ggml_type_name(type)) + " has no kernels");
+  return 0;
+}
+
+bool is_supported_weight_type(GgmlType type) {
+  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::Q8_0 || type == GgmlType::Q4_0;
+}
+
+namespace {
+
+void check_matrix(const WeightMatrix& w) {
+  PWPI_CHECK_MSG(is_supported_weight_type(w.type), "weight type " + std::string(io::ggml_type_name(w.type)) + " has no kernels");
+  PWPI_CHECK(w.data != nullptr || w.n_rows == 0 || w.n_cols == 0);
+  if (w.type == GgmlType::Q8_0 || w.type == GgmlType::Q4_0) PWPI_CHECK(w.n_cols % kQK == 0);
+}
+
+const std::uint8_t* row_ptr(const WeightMatrix& w, std::size_t r) {
+  return static_cast<const std::uint8_t*>(w.data) + r * w.row_bytes();
+}
+
+// One output: row r of W with one activation row (x for F32/F16, a for the quantized).
+inline float row_dot(const WeightMatrix& w, std::size_t r, const float* x, const Q8Act& a) {
+  const std::uint8_t* p = row_ptr(w, r);
+  switch (w.type) {
+    case GgmlType::F32: return dot_f32(reinterpret_cast<const float*>(p), x, w.n_cols);
+    case GgmlType::F16: return dot_f16_f32(reinterpret_cast<const fp16_t*>(p), x, w.n_cols);
+    case GgmlType::Q8_0: return dot_q8_0_q8(reinterpret_cast<const BlockQ8_0*>(p), a, w.n_cols / kQK);
+    case GgmlType::Q4_0: return dot_q4_0_q8(reinterpret_cast<const BlockQ4_0*>(p), a, w.n_cols / kQK);
+    default: return 0.0f;
+  }
+}
+
+Q8Act token_act(const Q8Act& a, std::size_t t, std::size_t nb, std::size_t spread_stride) {
+  Q8Act r{a.qs + t * nb * kQK, a.d + t * nb, a.sum + t * nb};
+  if (a.d16 != nullptr) {
+    r.d16 = a.d16 + t * spread_stride;
+    r.neg_sum16 = a.neg_sum16 + t * spread_stride;
+  }
+  return r;
+}
+
+bool is_quantized(GgmlType t) { return t == GgmlType::Q8_0 || t == GgmlType::Q4_0; }
+
+// Row-by-token dot products: each thread takes chunks of rows and runs every token over
+// them while they are in cache.
+void matmul_dots(const WeightMatrix& w, const float* x, const Q8Act& a, std::size_t n_tok, float* y,
+                 common::ThreadPool& pool, const Workspace& ws) {
+  const std::size_t nb = w.n_cols / kQK;
+  const std::size_t spread_stride = WorkspaceAccess::spread_stride(ws);
+  const std::size_t grain = std::min<std::size_t>(matvec_grain(w.n_rows, pool.size()), 32);
+  for_ranges(pool, w.n_rows, grain, [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t t = 0; t < n_tok; ++t) {
+      const Q8Act at = is_quantized(w.type) ? token_act(a, t, nb, spread_stride) : Q8Act{};
+      for (std::size_t r = r0; r < r1; ++r) y[t * w.n_rows + r] = row_dot(w, r, x + t * w.n_cols, at);
+    }
+  });
+}
+
+#if defined(PWPI_OPS_AVX512)
+
+template <std::size_t N, class F>
+[[gnu::always_inline]] inline void unroll(F&& f) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) { (f(std::integral_constant<std::size_t, I>{}), ...); }(
+      std::make_index_sequence<N>{});
+}
+
+inline __mmask16 row_mask(std::size_t n_valid) {
+  return n_valid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n_valid) - 1u);
+}
+
+// --- Quantized weights: packed 16-row panels x Q8 activations -------------------------------
+
+// Packs rows [r0, r0 + n_valid) (n_valid <= 16) of a Q8_0 / Q4_0 matrix; missing rows are zero.
+void pack_q_panel(const WeightMatrix& w, std::size_t r0, std::size_t n_valid, std::uint8_t* panel) {
+  const std::size_t nb = w.n_cols / kQK;
+  for (std::size_t b = 0; b < nb; ++b) {
+    std::uint8_t* pb = panel + b * kQPanelBlockBytes;
+    float* dw = reinterpret_cast<float*>(pb + 8 * 64);
+    for (std::size_t l = 0; l < kPanelRows; ++l) {
+      std::uint32_t g[8] = {};
+      float d = 0.0f;
+      if (l < n_valid) {
+        const std::uint8_t* row = row_ptr(w, r0 + l);
+        if (w.type == GgmlType::Q4_0) {
+          const auto& blk = reinterpret_cast<const BlockQ4_0*>(row)[b];
+          for (std::size_t k = 0; k < 4; ++k) {
+            std::uint32_t v;
+            std::memcpy(&v, blk.qs + 4 * k, 4);
+            g[k] = v & 0x0f0f0f0fu;             // elements 4k..4k+3
+            g[k + 4] = (v >> 4) & 0x0f0f0f0fu;  // elements 16 + 4k..
+          }
+          d = fp16_to_fp32(blk.d);
+        } else {
+          const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
+          for (std::size_t k = 0; k < 8; ++k) {
+            std::memcpy(&g[k], blk.qs + 4 * k, 4);
+            g[k] ^= 0x80808080u;  // q + 128
+          }
+          d = fp16_to_fp32(blk.d);
+        }
+      }
+      for (std::size_t k = 0; k < 8; ++k) std::memcpy(pb + k * 64 + 4 * l, &g[k], 4);
+      dw[l] = d;
+    }
+  }
+}
+
+// y[t][0..16) = panel rows . token t, for RN tokens. xinit[t][b] = -bias * sum of the
+// token's block b, spread over the 8 dpbusd steps' lanes: the 16 lanes are rows here, so
+// each lane gets the whole correction.
+template <std::size_t RN>
+void q_kernel(const std::uint8_t* panel, std::size_t nb, const std::int8_t* xq, const float* xd,
+              const std::int32_t* xinit, float* y, std::size_t y_stride, __mmask16 mask) {
+  __m512 acc[RN];
+  unroll<RN>([&](auto t) { acc[t] = _mm512_setzero_ps(); });
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::uint8_t* pb = panel + b * kQPanelBlockBytes;
+    __m512i wg[8];
+    unroll<8>([&](auto k) { wg[k] = _mm512_load_si512(pb + 64 * k); });
+    const __m512 dw = _mm512_load_ps(pb + 8 * 64);
+    unroll<RN>([&](auto t) {
+      const std::int8_t* q = xq + (t * nb + b) * kQK;
+      __m512i s = _mm512_set1_epi32(xinit[t * nb + b]);
+      unroll<8>([&](auto k) {
+        std::int32_t v;
+        std::memcpy(&v, q + 4 * k, 4);
+        s = _mm512_dpbusd_epi32(s, wg[k], _mm512_set1_epi32(v));
+      });
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * nb + b])), acc[t]);
+    });
+  }
+  unroll<RN>([&](auto t) { _mm512_mask_storeu_ps(y + t * y_stride, mask, acc[t]); });
+}
+
+using QKernel = void (*)(const std::uint8_t*, std::size_t, const std::int8_t*, const float*, const std::int32_t*,
+                         float*, std::size_t, __mmask16);
+template <std::size_t... I>
+constexpr std::array<QKernel, sizeof...(I)> q_kernels(std::index_sequence<I...>) {
+  return {&q_kernel<I + 1>...};
+}
+constexpr auto kQKernels = q_kernels(std::make_index_sequence<kQTokenTile>{});
+
+void matmul_q_packed(const WeightMatrix& w, const Q8Act& a, std::size_t n_tok, float* y, common::ThreadPool& pool,
+                     Workspace& ws) {
+  const std::size_t nb = w.n_cols / kQK;
+  // Per token and block: minus the bias times the block's sum (see q_kernel), in place of
+  // the sums (the workspace's sums are not needed after this).
+  const std::int32_t bias = w.type == GgmlType::Q4_0 ? 8 : 128;
+  std::int32_t* init = WorkspaceAccess::sums(ws);
+  for (std::size_t i = 0; i < n_tok * nb; ++i) init[i] = -bias * a.sum[i];
+
+  const std::size_t panel_bytes = nb * kQPanelBlockBytes;
+  const std::size_t n_chunks = (w.n_rows + kQChunkRows - 1) / kQChunkRows;
+  for_chunks(pool, n_chunks, [&](std::size_t c, std::size_t thread_index) {
+    std::uint8_t* scratch = WorkspaceAccess::scratch(ws, thread_index);
+    const std::size_t r0 = c * kQChunkRows;
+    const std::size_t rows = std::min(kQChunkRows, w.n_rows - r0);
+    const std::size_t n_panels = (rows + kPanelRows - 1) / kPanelRows;
+    for (std::size_t p = 0; p < n_panels; ++p)
+      pack_q_panel(w, r0 + p * kPanelRows, std::min(kPanelRows, rows - p * kPanelRows), scratch + p * panel_bytes);
+    for (std::size_t t0 = 0; t0 < n_tok; t0 += kQTokenTile) {
+      const std::size_t nt = std::min(kQTokenTile, n_tok - t0);
+      for (std::size_t p = 0; p < n_panels; ++p) {
+        kQKernels[nt - 1](scratch + p * panel_bytes, nb, a.qs + t0 * nb * kQK, a.d + t0 * nb, init + t0 * nb,
+                          y + t0 * w.n_rows + r0 + p * kPanelRows, w.n_rows, row_mask(rows - p * kPanelRows));
+      }
+    }
+  });
+}
+
+// --- F32 / F16 weights: packed 64-row panels x F32 activations ------------------------------
+
+// Transposes 16 vectors of 16 floats in place (r[i][k] -> r[k][i]): 4 rounds of 16 shuffles.
+inline void transpose16(__m512 r[16]) {
+  __m512 a[16];
+  for (int i = 0; i < 8; ++i) {  // 32-bit interleave of row pairs, within 128-bit lanes
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  __m512 b[16];  // b[4q + c], lane j: column 4j + c of rows 4q..4q+3
+  for (int q = 0; q < 4; ++q) {
+    const __m512d a0 = _mm512_castps_pd(a[4 * q]), a1 = _mm512_castps_pd(a[4 * q + 1]);
+    const __m512d a2 = _mm512_castps_pd(a[4 * q + 2]), a3 = _mm512_castps_pd(a[4 * q + 3]);
+    b[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane j of b[c], b[4 + c], b[8 + c], b[12 + c]
+    const __m512 c1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), c2 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xee);
+    const __m512 c3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44), c4 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xee);
+    r[c] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
+    r[8 + c] = _mm512_shuffle_f32x4(c2, c4, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(c2, c4, 0xdd);
+  }
+}
+
+// Packs inputs [k0, k0 + kc) of rows [r0, r0 + n_valid) as panel[k][64] (F16 widened to
+// F32), 16 x 16 tiles at a time; missing rows are zero.
+void pack_f_panel(const WeightMatrix& w, std::size_t r0, std::size_t n_valid, std::size_t k0, std::size_t kc,
+                  float* panel) {
+  for (std::size_t g = 0; g < kFChunkRows / 16; ++g) {
+    for (std::size_t kb = 0; kb < kc; kb += 16) {
+      const std::size_t nk = std::min<std::size_t>(16, kc - kb);
+      const __mmask16 m = row_mask(nk);
+      __m512 r[16];
+      for (std::size_t i = 0; i < 16; ++i) {
+        const std::size_t row = 16 * g + i;
+        if (row >= n_valid) {
+          r[i] = _mm512_setzero_ps();
+        } else if (w.type == GgmlType::F32) {
+          r[i] = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row_ptr(w, r0 + row)) + k0 + kb);
+        } else {
+          const auto* h = reinterpret_cast<const fp16_t*>(row_ptr(w, r0 + row)) + k0 + kb;
+          r[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h));
+        }
+      }
+      transpose16(r);
+      for (std::size_t k = 0; k < nk; ++k) _mm512_store_ps(panel + (kb + k) * kFChunkRows + 16 * g, r[k]);
+    }
+  }
+}
+
+// y[t][0..64) (+)= panel . x[t][0..kc) for RN tokens.
+template <std::size_t RN>
+void f_kernel(const float* panel, std::size_t kc, const float* x, std::size_t x_stride, float* y,
+              std::size_t y_stride, bool accumulate, std::size_t n_valid) {
+  __m512 acc[RN][4];
+  unroll<RN>([&](auto t) { unroll<4>([&](auto v) { acc[t][v] = _mm512_setzero_ps(); }); });
+  for (std::size_t k = 0; k < kc; ++k) {
+    const float* pk = panel + k * kFChunkRows;
+    const __m512 w0 = _mm512_load_ps(pk), w1 = _mm512_load_ps(pk + 16), w2 = _mm512_load_ps(pk + 32),
+                 w3 = _mm512_load_ps(pk + 48);
+    unroll<RN>([&](auto t) {
+      const __m512 xb = _mm512_set1_ps(x[t * x_stride + k]);
+      acc[t][0] = _mm512_fmadd_ps(w0, xb, acc[t][0]);
+      acc[t][1] = _mm512_fmadd_ps(w1, xb, acc[t][1]);
+      acc[t][2] = _mm512_fmadd_ps(w2, xb, acc[t][2]);
+      acc[t][3] = _mm512_fmadd_ps(w3, xb, acc[t][3]);
+    });
+  }
+  unroll<4>([&](auto v) {
+    const std::size_t first = 16 * v;
+    if (first >= n_valid) return;
+    const __mmask16 m = row_mask(n_valid - first);
+    unroll<RN>([&](auto t) {
+      float* p = y + t * y_stride + first;
+      __m512 r = acc[t][v];
+      if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, p));
+      _mm512_mask_storeu_ps(p, m, r);
+    });
+  });
+}
+
+using FKernel = void (*)(const float*, std::size_t, const float*, std::size_t, float*, std::size_t, bool, std::size_t);
+template <std::size_t... I>
+constexpr std::array<FKernel, sizeof...(I)> f_kernels(std::index_sequence<I...>) {
+  return {&f_kernel<I + 1>...};
+}
+constexpr auto kFKernels = f_kernels(std::make_index_sequence<kFTokenTile>{});
+
+void matmul_f_packed(const WeightMatrix& w, const float* x, std::size_t n_tok, float* y, common::ThreadPool& pool,
+                     Workspace& ws) {
+  const std::size_t n_chunks = (w.n_rows + kFChunkRows - 1) / kFChunkRows;
+  for_chunks(pool, n_chunks, [&](std::size_t c, std::size_t thread_index) {
+    auto* panel = reinterpret_cast<float*>(WorkspaceAccess::scratch(ws, thread_index));
+    const std::size_t r0 = c * kFChunkRows;
+    const std::size_t rows = std::min(kFChunkRows, w.n_rows - r0);
+    for (std::size_t k0 = 0; k0 < w.n_cols; k0 += kFKc) {
+      const std::size_t kc = std::min(kFKc, w.n_cols - k0);
+      pack_f_panel(w, r0, rows, k0, kc, panel);
+      for (std::size_t t0 = 0; t0 < n_tok; t0 += kFTokenTile) {
+        const std::size_t nt = std::min(kFTokenTile, n_tok - t0);
+        kFKernels[nt - 1](panel, kc, x + t0 * w.n_cols + k0, w.n_cols, y + t0 * w.n_rows + r0, w.n_rows, k0 > 0, rows);
+      }
+    }
+  });
+}
+
+#endif  // PWPI_OPS_AVX512
+
+void check_sizes(const WeightMatrix& w, std::size_t x_size, std::size_t n_tok, std::size_t y_size) {
+  check_matrix(w);
+  PWPI_CHECK_MSG(x_size == n_tok * w.n_cols, "input has " + std::to_string(x_size) + " values, expected " +
+                                                 std::to_string(n_tok) + " x " + std::to_string(w.n_cols));
+  PWPI_CHECK_MSG(y_size == n_tok * w.n_rows, "output has " + std::to_string(y_size) + " values, expected " +
+                                                 std::to_string(n_tok) + " x " + std::to_string(w.n_rows));
+}
+
+}  // namespace
+
+void matvec(const WeightMatrix& w, std::span<const float> x, std::span<float> y, common::ThreadPool& pool,
+            Workspace& ws) {
+  check_sizes(w, x.size(), 1, y.size());
+  if (w.n_rows == 0) return;
+  Q8Act a;
+  if (is_quantized(w.type)) a = WorkspaceAccess::quantize(ws, x.data(), 1, w.n_cols, nullptr);
+  const float* xp = x.data();
+  float* yp = y.data();
+  const std::size_t row_bytes = w.row_bytes();
+  for_ranges(pool, w.n_rows, matvec_grain(w.n_rows, pool.size()), [&](std::size_t r0, std::size_t r1) {
+    const std::uint8_t* end = row_ptr(w, r1);  // prefetch within the chunk only
+    for (std::size_t r = r0; r < r1; ++r) {
+      const std::uint8_t* p = row_ptr(w, r) + kPrefetchBytes;
+      for (const std::uint8_t* q = std::min(p + row_bytes, end); p < q; p += 64) __builtin_prefetch(p, 0, 3);
+      yp[r] = row_dot(w, r, xp, a);
+    }
+  });
+}
+
+void matmul(const WeightMatrix& w, std::span<const float> x, std::size_t n_tok, std::span<float> y,
+            common::ThreadPool& pool, Workspace& ws) {
+  check_sizes(w, x.size(), n_tok, y.size());
+  if (n_tok == 0 || w.n_rows == 0) return;
+  if (n_tok == 1) return matvec(w, x, y, pool, ws);
+  WorkspaceAccess::check_threads(ws, pool);
+  Q8Act a;
+  if (is_quantized(w.type)) a = WorkspaceAccess::quantize(ws, x.data(), n_tok, w.n_cols, &pool);
+#if defined(PWPI_OPS_AVX512)
+  if (n_tok >= kGemmMinTokens) {
+    if (is_quantized(w.type))
+      matmul_q_packed(w, a, n_tok, y.data(), pool, ws);
+    else
+      matmul_f_packed(w, x.data(), n_tok, y.data(), pool, ws);
+    return;
+  }
+#endif
+  matmul_dots(w, x.data(), a, n_tok, y.data(), pool, ws);
+}
+
+namespace ref {
+
+void matvec(const WeightMatrix& w, std::span<const float> x, std::span<float> y) {
+  matmul(w, x, 1, y);
+}
+
+void matmul(const WeightMatrix& w, std::span<const float> x, std::size_t n_tok, std::span<float> y) {
+  check_sizes(w, x.size(), n_tok, y.size());
+  const std::size_t nb = w.n_cols / kQK;
+  std::vector<std::int8_t> qs(nb * kQK);
+  std::vector<float> d(nb);
+  std::vector<std::int32_t> sum(nb);
+  for (std::size_t t = 0; t < n_tok; ++t) {
+    const float* xt = x.data() + t * w.n_cols;
+    if (is_quantized(w.type)) ref::quantize_act_q8(xt, w.n_cols, qs.data(), d.data(), sum.data());
+    const Q8Act a{qs.data(), d.data(), sum.data()};
+    for (std::size_t r = 0; r < w.n_rows; ++r) {
+      const std::uint8_t* p = row_ptr(w, r);
+      float v = 0.0f;
+      switch (w.type) {
+        case GgmlType::F32: v = ref::dot_f32(reinterpret_cast<const float*>(p), xt, w.n_cols); break;
+        case GgmlType::F16: v = ref::dot_f16_f32(reinterpret_cast<const fp16_t*>(p), xt, w.n_cols); break;
+        case GgmlType::Q8_0: v = ref::dot_q8_0_q8(reinterpret_cast<const BlockQ8_0*>(p), a, nb); break;
+        case GgmlType::Q4_0: v = ref::dot_q4_0_q8(reinterpret_cast<const BlockQ4_0*>(p), a, nb); break;
+        default: break;
+      }
+      y[t * w.n_rows + r] = v;
+    }
+  }
+}
+
+}  // namespace ref
+
+}  // namespace powerinfer2::ops

@@ -1,0 +1,392 @@
+// The dense engine (src/engine, src/model) and `generate` / `bench`: kernels against
+// double-precision references, the sampler's properties, prefill (matrix-matrix) against
+// token-by-token decode (matrix-vector), bad input, and the outside reference: stories260K's
+// greedy text from llama2.c reproduced byte for byte.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <set>
+#include <tuple>
+
+#include "common/thread_pool.hpp"
+#include "engine/forward.hpp"
+#include "engine/generate.hpp"
+#include "engine/kernels.hpp"
+#include "engine/model.hpp"
+#include "engine/sampler.hpp"
+#include "test_support.hpp"
+#include "tokenizer_fixtures.hpp"
+
+namespace eng = powerinfer2::engine;
+namespace mdl = powerinfer2::model;
+namespace io = powerinfer2::io;
+
+namespace {
+
+std::string cli() { return std::string("'") + POWERINFER2_CLI + "'"; }
+
+std::vector<float> random_vec(std::mt19937& rng, std::size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+double max_abs_diff(std::span<const float> a, std::span<const double> b) {
+  double m = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
+  return m;
+}
+
+// A tiny random llama model over the tokenizer fixtures' 270-token vocabulary.
+struct TinySpec {
+  std::uint32_t dim = 64, ffn = 96, n_layer = 2, n_head = 4, n_kv = 2, n_ctx = 64;
+  std::string activation;                   // "" = no key (SwiGLU)
+  std::string skip_tensor;                  // leave this tensor out
+  std::string bad_tensor;                   // give this tensor one extra row
+  bool separate_output = true;
+};
+
+std::string write_tiny(const std::filesystem::path& path, const TinySpec& s, std::uint32_t seed = 7) {
+  std::mt19937 rng(seed);
+  const std::uint32_t vocab = tokfix::kVocabSize, hd = s.dim / s.n_head;
+  return tokfix::write_vocab(path, tokfix::small_vocab(), [&](io::GgufWriter& w) {
+    w.set("llama.vocab_size", vocab);
+    w.set("llama.context_length", s.n_ctx);
+    w.set("llama.embedding_length", s.dim);
+    w.set("llama.block_count", s.n_layer);
+    w.set("llama.feed_forward_length", s.ffn);
+    w.set("llama.attention.head_count", s.n_head);
+    w.set("llama.attention.head_count_kv", s.n_kv);
+    w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    w.set("llama.rope.freq_base", 10000.0f);
+    if (!s.activation.empty()) w.set("powerinfer2.ffn_activation", s.activation);
+    auto add = [&](const std::string& name, std::vector<std::uint64_t> shape, float scale, float mean = 0.0f) {
+      if (name == s.skip_tensor) return;
+      if (name == s.bad_tensor) shape.back() += 1;
+      std::size_t n = 1;
+      for (auto d : shape) n *= d;
+      std::vector<float> v = random_vec(rng, n, scale);
+      for (auto& x : v) x += mean;
+      std::vector<std::uint8_t> bytes(n * sizeof(float));
+      std::memcpy(bytes.data(), v.data(), bytes.size());
+      w.add_tensor(name, io::GgmlType::F32, std::move(shape), std::move(bytes));
+    };
+    add("token_embd.weight", {s.dim, vocab}, 1.0f);
+    for (std::uint32_t l = 0; l < s.n_layer; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      add(p + "attn_norm.weight", {s.dim}, 0.1f, 1.0f);
+      add(p + "attn_q.weight", {s.dim, s.n_head * hd}, 0.2f);
+      add(p + "attn_k.weight", {s.dim, s.n_kv * hd}, 0.2f);
+      add(p + "attn_v.weight", {s.dim, s.n_kv * hd}, 0.2f);
+      add(p + "attn_output.weight", {s.n_head * hd, s.dim}, 0.1f);
+      add(p + "ffn_norm.weight", {s.dim}, 0.1f, 1.0f);
+      add(p + "ffn_gate.weight", {s.dim, s.ffn}, 0.2f);
+      add(p + "ffn_up.weight", {s.dim, s.ffn}, 0.2f);
+      add(p + "ffn_down.weight", {s.ffn, s.dim}, 0.1f);
+    }
+    add("output_norm.weight", {s.dim}, 0.1f, 1.0f);
+    if (s.separate_output) add("output.weight", {s.dim, vocab}, 0.2f);
+  });
+}
+
+}  // namespace
+
+// --- Kernels against double-precision references ------------------------------------------
+
+TEST_CASE("powerinfer2 engine: rmsnorm, rope, softmax, attention match double references", "[unit]") {
+  const std::size_t n = GENERATE(1, 7, 64, 173);
+  std::mt19937 rng(static_cast<unsigned>(n));
+  constexpr double kTol = 1e-5;  // relative to values of order 1; float rounding only
+
+  // RMSNorm.
+  const std::vector<float> x = random_vec(rng, n, 3.0f), w = random_vec(rng, n);
+  std::vector<float> out(n);
+  eng::rmsnorm(x, w, 1e-5f, out);
+  double ss = 0;
+  for (float v : x) ss += double(v) * v;
+  std::vector<double> ref(n);
+  for (std::size_t i = 0; i < n; ++i) ref[i] = x[i] / std::sqrt(ss / double(n) + 1e-5) * w[i];
+  INFO("rmsnorm max diff " << max_abs_diff(out, ref));
+  CHECK(max_abs_diff(out, ref) < kTol * 4);
+
+  // Softmax.
+  std::vector<float> s = random_vec(rng, n, 5.0f);
+  std::vector<double> sref(n);
+  double mx = *std::max_element(s.begin(), s.end()), sum = 0;
+  for (std::size_t i = 0; i < n; ++i) sum += std::exp(double(s[i]) - mx);
+  for (std::size_t i = 0; i < n; ++i) sref[i] = std::exp(double(s[i]) - mx) / sum;
+  eng::softmax(s);
+  INFO("softmax max diff " << max_abs_diff(s, sref));
+  CHECK(max_abs_diff(s, sref) < 1e-6);
+
+  // RoPE (llama.cpp's normal mode): 3 heads of head_dim 2n, rotating the first n_rot dims.
+  const std::size_t hd = 2 * n, n_head = 3, n_rot = n % 2 == 0 ? n : n + 1, pos = 5 + n;
+  std::vector<float> q = random_vec(rng, n_head * hd), qr = q;
+  std::vector<float> c(n_rot / 2), si(n_rot / 2);
+  eng::rope_table(pos, n_rot, 10000.0f, c, si);
+  eng::rope(qr, n_head, hd, c, si);
+  std::vector<double> rref(q.begin(), q.end());
+  for (std::size_t h = 0; h < n_head; ++h)
+    for (std::size_t i = 0; i < n_rot / 2; ++i) {
+      const double th = double(pos) * std::pow(10000.0, -2.0 * double(i) / double(n_rot));
+      const double x0 = q[h * hd + 2 * i], x1 = q[h * hd + 2 * i + 1];
+      rref[h * hd + 2 * i] = x0 * std::cos(th) - x1 * std::sin(th);
+      rref[h * hd + 2 * i + 1] = x0 * std::sin(th) + x1 * std::cos(th);
+    }
+  INFO("rope max diff " << max_abs_diff(qr, rref));
+  CHECK(max_abs_diff(qr, rref) < kTol);
+
+  // One attention head over n cached positions with stride 3 * head_dim.
+  const std::size_t head = 8 + n % 5, stride = 3 * head;
+  const std::vector<float> qa = random_vec(rng, head), k = random_vec(rng, n * stride), v = random_vec(rng, n * stride);
+  std::vector<float> scores(n), att(head);
+  eng::attend_head(qa.data(), k.data() + head, v.data() + head, stride, n, head, scores.data(), att.data());
+  std::vector<double> p(n), aref(head, 0.0);
+  double pm = -1e300, ps = 0;
+  for (std::size_t t = 0; t < n; ++t) {
+    double d = 0;
+    for (std::size_t j = 0; j < head; ++j) d += double(qa[j]) * k[t * stride + head + j];
+    p[t] = d / std::sqrt(double(head));
+    pm = std::max(pm, p[t]);
+  }
+  for (auto& e : p) ps += (e = std::exp(e - pm));
+  for (std::size_t t = 0; t < n; ++t)
+    for (std::size_t j = 0; j < head; ++j) aref[j] += p[t] / ps * v[t * stride + head + j];
+  INFO("attention max diff " << max_abs_diff(att, aref));
+  CHECK(max_abs_diff(att, aref) < kTol * 4);
+}
+
+TEST_CASE("powerinfer2 engine: FFN activations", "[unit]") {
+  std::vector<float> g{-2.0f, -0.5f, 0.0f, 0.5f, 3.0f}, u{1.5f, -1.0f, 2.0f, -2.0f, 0.25f};
+  for (auto a : {mdl::FfnActivation::swiglu, mdl::FfnActivation::reglu, mdl::FfnActivation::drelu}) {
+    std::vector<float> y = g;
+    eng::ffn_activate(a, y, u);
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      const double gi = g[i], ui = u[i];
+      const double ref = a == mdl::FfnActivation::swiglu ? gi / (1 + std::exp(-gi)) * ui
+                         : a == mdl::FfnActivation::reglu ? std::max(gi, 0.0) * ui
+                                                          : std::max(gi, 0.0) * std::max(ui, 0.0);
+      CHECK(std::abs(y[i] - ref) < 1e-6);
+    }
+  }
+}
+
+// --- Sampler ---------------------------------------------------------------------------------
+
+TEST_CASE("powerinfer2 sampler: greedy, determinism, top-k and top-p", "[unit]") {
+  std::mt19937 rng(3);
+  const std::vector<float> logits = random_vec(rng, 300, 2.0f);
+  const auto best = static_cast<mdl::TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+
+  eng::Sampler greedy({0.0f, 40, 0.95f, 1}, logits.size());
+  CHECK(greedy.sample(logits) == best);
+  CHECK(eng::argmax(std::vector<float>{1.0f, 3.0f, 3.0f}) == 1);  // first of ties
+
+  // The same seed gives the same tokens; another seed other tokens.
+  auto run = [&](std::uint64_t seed) {
+    eng::Sampler s({1.0f, 0, 1.0f, seed}, logits.size());
+    std::vector<mdl::TokenId> out;
+    for (int i = 0; i < 50; ++i) out.push_back(s.sample(logits));
+    return out;
+  };
+  CHECK(run(11) == run(11));
+  CHECK(run(11) != run(12));
+
+  // top-k = 1 is greedy at any temperature; top-k keeps exactly the k largest logits.
+  eng::Sampler k1({2.0f, 1, 1.0f, 5}, logits.size());
+  for (int i = 0; i < 10; ++i) CHECK(k1.sample(logits) == best);
+  std::vector<mdl::TokenId> order(logits.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<mdl::TokenId>(i);
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return logits[a] > logits[b]; });
+  eng::Sampler k7({1.0f, 7, 1.0f, 5}, logits.size());
+  const std::set<mdl::TokenId> top7(order.begin(), order.begin() + 7);
+  for (int i = 0; i < 200; ++i) CHECK(top7.count(k7.sample(logits)) == 1);
+  CHECK(k7.last_candidates().size() == 7);
+
+  // top-p keeps the smallest most-likely prefix whose probability reaches p.
+  const float p = 0.6f;
+  eng::Sampler tp({1.0f, 0, p, 9}, logits.size());
+  tp.sample(logits);
+  double mx = logits[static_cast<std::size_t>(best)], z = 0;
+  for (float l : logits) z += std::exp(double(l) - mx);
+  double cum = 0;
+  std::size_t expect = 0;
+  while (cum < p) cum += std::exp(double(logits[order[expect++]]) - mx) / z;
+  const auto kept = tp.last_candidates();
+  REQUIRE(kept.size() == expect);
+  double total = 0;
+  for (std::size_t i = 0; i < kept.size(); ++i) {
+    CHECK(kept[i].second == order[i]);
+    total += kept[i].first;
+  }
+  CHECK(std::abs(total - 1.0) < 1e-5);
+}
+
+// --- Forward: prefill (matmul) against decode (matvec) ---------------------------------------
+
+TEST_CASE("powerinfer2 engine: prefill logits equal token-by-token decode logits", "[unit]") {
+  const std::string act = GENERATE(as<std::string>{}, "", "reglu", "drelu");
+  const std::size_t threads = GENERATE(1, 2);
+  testing::TempDir dir;
+  TinySpec spec;
+  spec.activation = act;
+  spec.separate_output = act != "reglu";  // also the tied classifier
+  const eng::Model model(write_tiny(dir / "tiny.gguf", spec));
+  CHECK(model.config.activation == (act == "" ? mdl::FfnActivation::swiglu
+                                    : act == "reglu" ? mdl::FfnActivation::reglu
+                                                     : mdl::FfnActivation::drelu));
+  CHECK(model.weights.tied_output == (act == "reglu"));
+  common::ThreadPool pool(threads);
+  const std::vector<mdl::TokenId> toks{1, 265, 266, 13, 42, 269, 7, 260, 261, 262, 263, 2, 100, 200, 5, 9, 11};
+  const std::size_t V = model.config.vocab;
+
+  eng::Forward a(model, pool, 0, /*max_batch=*/5);  // 17 tokens: batches of 5, 5, 5, 2
+  std::vector<float> all(toks.size() * V);
+  a.prefill(toks, 0, all);
+  eng::Forward b(model, pool);
+  // F32 weights and activations both ways; the products sum in different orders.
+  constexpr double kTol = 1e-4;
+  double worst = 0;
+  for (std::size_t i = 0; i < toks.size(); ++i) {
+    std::span<const float> d = b.decode(toks[i], i);
+    for (std::size_t j = 0; j < V; ++j) worst = std::max(worst, double(std::abs(d[j] - all[i * V + j])));
+  }
+  INFO("max |prefill - decode| logit difference " << worst);
+  CHECK(worst < kTol);
+  // The last-token-only prefill (one batch, classifier by matvec) gives the same logits.
+  eng::Forward c(model, pool);
+  std::span<const float> last = c.prefill(toks, 0);
+  double worst_last = 0;
+  for (std::size_t j = 0; j < V; ++j)
+    worst_last = std::max(worst_last, double(std::abs(last[j] - all[(toks.size() - 1) * V + j])));
+  INFO("max |last-token prefill - all-logits prefill| " << worst_last);
+  CHECK(worst_last < kTol);
+}
+
+// --- Bad input -------------------------------------------------------------------------------
+
+TEST_CASE("powerinfer2 generate: bad input exits 3 with a message", "[unit]") {
+  testing::TempDir dir;
+  TinySpec small;
+  small.n_ctx = 8;
+  const std::string m = write_tiny(dir / "ctx8.gguf", small);
+  testing::CommandResult r = testing::run_command(cli() + " generate -m " + m + " -p 'a b a b a b a b a' -n 4");
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("prompt has 10 tokens, the model's context is 8") != std::string::npos);
+  CHECK(r.out.empty());
+
+  TinySpec missing;
+  missing.skip_tensor = "blk.1.ffn_up.weight";
+  const std::string m2 = write_tiny(dir / "missing.gguf", missing);
+  r = testing::run_command(cli() + " generate -m " + m2 + " -p a -n 4");
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.rfind("error: " + m2 + ": no tensor named 'blk.1.ffn_up.weight'", 0) == 0);
+
+  TinySpec bad;
+  bad.bad_tensor = "blk.1.ffn_up.weight";
+  const std::string m3 = write_tiny(dir / "shape.gguf", bad);
+  r = testing::run_command(cli() + " generate -m " + m3 + " -p a -n 4");
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.rfind("error: " + m3 + ": tensor blk.1.ffn_up.weight has shape 64x97, expected 64x96 from "
+                    "llama.feed_forward_length", 0) == 0);
+
+  // The same seed gives the same text; --json has the documented fields.
+  const std::string good = write_tiny(dir / "good.gguf", TinySpec{});
+  const std::string gen = cli() + " generate -m " + good + " -p 'a b' -n 12 --temp 0.9 -s 5 --json";
+  r = testing::run_command(gen);
+  REQUIRE(r.exit_code == 0);
+  auto text_and_tokens = [](const std::string& json) { return json.substr(0, json.find("\"prompt_tokens\"")); };
+  CHECK(text_and_tokens(r.out) == text_and_tokens(testing::run_command(gen).out));
+  for (const char* key : {"\"text\"", "\"tokens\"", "\"prompt_tokens\":3", "\"prefill_tok_s\"", "\"decode_tok_s\"",
+                          "\"ttft_ms\"", "\"peak_rss_bytes\""})
+    CHECK(r.out.find(key) != std::string::npos);
+  r = testing::run_command(cli() + " bench -m " + good + " -p 16 -n 8 -r 2 -t 2 --json");
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("\"prefill_tok_s\"") != std::string::npos);
+  CHECK(r.out.find("\"decode_tok_s\"") != std::string::npos);
+  r = testing::run_command(cli() + " bench -m " + good + " -p 100 -n 8");
+  CHECK(r.exit_code == 3);
+}
+
+// --- The outside reference -------------------------------------------------------------------
+
+TEST_CASE("powerinfer2 generate: stories260K greedy text equals llama2.c's byte for byte", "[golden]") {
+  const auto shared = testing::shared_dir();
+  if (shared.empty() || !std::filesystem::exists(shared / "models" / "stories260K.bin"))
+    PWPI_SKIP("../shared/models/stories260K.bin is absent (needs ../shared)");
+  const auto models = shared / "models";
+  testing::TempDir dir;
+  const std::string gguf = (dir / "stories260K.gguf").string();
+  testing::CommandResult r = testing::run_command(cli() + " import --llama2c '" + (models / "stories260K.bin").string() +
+                                                  "' --tokenizer '" + (models / "tok512.bin").string() + "' -o " + gguf);
+  REQUIRE(r.exit_code == 0);
+  for (const char* threads : {"1", "2"}) {
+    r = testing::run_command(cli() + " generate -m " + gguf + " -p '' --temp 0 -n 200 -t " + threads);
+    REQUIRE(r.exit_code == 0);
+    // generate ends the text with one newline, as the reference program does.
+    const std::string expected = [&] {
+      std::ifstream f(models / "stories260K.greedy200.txt", std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(f), {});
+    }();
+    INFO("threads " << threads);
+    CHECK(r.out == expected);
+    CHECK(r.err.find("decode: 200 tokens") != std::string::npos);
+  }
+}
+
+// Quantized weights (Q8_0 / Q4_0 from `powerinfer2-cli quantize`; ffn_down, 172 wide, stays
+// F32) against F32 on stories260K, along the F32 greedy path: the largest logit error
+// relative to the F32 logits' spread (max - min at that position). Tolerances measured with
+// margin: Q8_0 stays under 2% of the spread, Q4_0 under 10%.
+TEST_CASE("powerinfer2 engine: Q8_0 and Q4_0 logits stay near F32 on stories260K", "[golden]") {
+  const auto shared = testing::shared_dir();
+  if (shared.empty() || !std::filesystem::exists(shared / "models" / "stories260K.bin"))
+    PWPI_SKIP("../shared/models/stories260K.bin is absent (needs ../shared)");
+  const auto models = shared / "models";
+  testing::TempDir dir;
+  const std::string f32 = (dir / "f32.gguf").string();
+  REQUIRE(testing::run_command(cli() + " import --llama2c '" + (models / "stories260K.bin").string() +
+                               "' --tokenizer '" + (models / "tok512.bin").string() + "' -o " + f32)
+              .exit_code == 0);
+  const eng::Model ref(f32);
+  common::ThreadPool pool(2);
+  // The F32 greedy path from BOS, 64 tokens.
+  std::vector<mdl::TokenId> path{1};
+  {
+    eng::Forward fw(ref, pool);
+    std::span<const float> logits = fw.decode(1, 0);
+    while (path.size() < 64) {
+      path.push_back(eng::argmax(logits));
+      logits = fw.decode(path.back(), path.size() - 1);
+    }
+  }
+  const std::size_t V = ref.config.vocab;
+  std::vector<float> want(path.size() * V);
+  eng::Forward(ref, pool).prefill(path, 0, want);
+
+  for (auto [type, tol, min_same_top] : {std::tuple{"q8_0", 0.02, 62}, std::tuple{"q4_0", 0.40, 48}}) {
+    const std::string q = (dir / (std::string(type) + ".gguf")).string();
+    REQUIRE(testing::run_command(cli() + " quantize " + f32 + " " + q + " " + type).exit_code == 0);
+    const eng::Model qm(q);
+    std::vector<float> got(path.size() * V);
+    eng::Forward(qm, pool).prefill(path, 0, got);
+    double worst = 0;
+    std::size_t same_top = 0;
+    for (std::size_t i = 0; i < path.size(); ++i) {
+      std::span<const float> w(want.data() + i * V, V), g(got.data() + i * V, V);
+      const auto [mn, mx] = std::minmax_element(w.begin(), w.end());
+      double d = 0;
+      for (std::size_t j = 0; j < V; ++j) d = std::max(d, double(std::abs(w[j] - g[j])));
+      worst = std::max(worst, d / double(*mx - *mn));
+      same_top += eng::argmax(w) == eng::argmax(g);
+    }
+    INFO(type << ": max logit error / spread " << worst << ", same argmax at " << same_top << " of " << path.size());
+    CHECK(worst < tol);
+    CHECK(same_top >= static_cast<std::size_t>(min_same_top));
+    WARN(type << ": max logit error / spread " << worst << ", same argmax at " << same_top << " of " << path.size());
+  }
+}
