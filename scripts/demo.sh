@@ -18,12 +18,28 @@ echo "== pipeweaver-cli: draw a 100-batch trace from a video-heavy data mix for 
 "$pw" --version
 "$pw" gen-trace --mix configs/mixes/video-heavy.json --model configs/models/lmm-37b.json \
   --batches 100 --seed 1 -o "$out/video-heavy.jsonl"
-echo "   first batch: $(head -c 160 "$out/video-heavy.jsonl")..."
+echo
+echo "== pipeweaver-cli: emulate batch 0 under 1F1B and interleaved 1F1B on 16 H100s"
+"$pw" simulate --model configs/models/lmm-37b.json --cluster configs/clusters/h100-80g-16x.json \
+  --trace "$out/video-heavy.jsonl" --batch 0 --schedule 1f1b --microbatches 32
+"$pw" simulate --model configs/models/lmm-37b.json --cluster configs/clusters/h100-80g-16x.json \
+  --trace "$out/video-heavy.jsonl" --batch 0 --schedule interleaved-1f1b --chunks-per-rank 2 \
+  --microbatches 32 --chrome-trace "$out/interleaved.trace.json"
+echo "   (open $out/interleaved.trace.json in chrome://tracing or ui.perfetto.dev)"
 
 echo
-echo "== powerinfer2-cli: inspect a GGUF file"
+echo "== powerinfer2-cli"
 "$pi" --version
-"$pi" inspect tests/data/powerinfer2/writer-golden.gguf
+shared_models="$root/../shared/models"
+if [[ -f "$shared_models/stories260K.bin" ]]; then
+  echo "-- import the llama2.c model stories260K to GGUF, then generate greedily"
+  "$pi" import --llama2c "$shared_models/stories260K.bin" --tokenizer "$shared_models/tok512.bin" \
+    -o "$out/stories260K.gguf"
+  "$pi" generate -m "$out/stories260K.gguf" -p "Once upon a time" -n 120 --temp 0
+else
+  echo "-- (../shared/models not present: no model to generate with; inspecting a GGUF file)"
+  "$pi" inspect tests/data/powerinfer2/writer-golden.gguf
+fi
 
 echo
 echo "demo outputs are in $out"
