@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "ops/dot.hpp"
 #include "ops/fp16.hpp"
 #include "ops/matmul.hpp"
+#include "ops/packed.hpp"
 #include "ops/quants.hpp"
 #include "test_support.hpp"
 
@@ -518,7 +520,7 @@ TEST_CASE("powerinfer2 ops: matvec and matmul match double precision on 1, 2 and
   const std::size_t n_threads = GENERATE(1u, 2u, 3u);
   common::ThreadPool pool(n_threads);
   ops::Workspace ws(24, 4128, 3);
-  double worst_mv = 0, worst_mm = 0, worst_vs_ref = 0;
+  double worst_mv = 0, worst_mm = 0, worst_vs_ref = 0, worst_rows16 = 0;
   for (std::size_t n_cols : {32u, 64u, 96u, 4096u + 32u, 7u, 531u}) {
     if (quantized(type) && n_cols % 32 != 0) continue;  // whole blocks only
     for (std::size_t n_rows : {1u, 7u, 33u, 83u}) {
@@ -535,6 +537,14 @@ TEST_CASE("powerinfer2 ops: matvec and matmul match double precision on 1, 2 and
         const double e = max_rel_error(y, want, scale);
         CHECK(e <= kMatRelTol);
         worst_mm = std::max(worst_mm, e);
+        if (quantized(type)) {  // the same product on the rows16 layout
+          const ops::PackedWeights packed(m.view(), &pool);
+          std::vector<float> yp(n_tok * n_rows, NAN);
+          ops::matmul(packed.view(), x, n_tok, yp, pool, ws);
+          const double ep = max_rel_error(yp, want, scale);
+          CHECK(ep <= kMatRelTol);
+          worst_rows16 = std::max(worst_rows16, ep);
+        }
         if (n_tok == 1) {
           std::vector<float> yv(n_rows, NAN), yr(n_rows, NAN);
           ops::matvec(m.view(), x, yv, pool, ws);
@@ -552,7 +562,8 @@ TEST_CASE("powerinfer2 ops: matvec and matmul match double precision on 1, 2 and
   }
   WARN(simd() << " " << powerinfer2::io::ggml_type_name(type) << ", " << n_threads
               << " threads: max |y - y_double| / scale (tolerance " << kMatRelTol << "): matvec " << worst_mv
-              << ", matmul " << worst_mm << "; matvec vs ref::matvec " << worst_vs_ref);
+              << ", matmul " << worst_mm << ", rows16 layout " << worst_rows16 << "; matvec vs ref::matvec "
+              << worst_vs_ref);
 }
 
 TEST_CASE("powerinfer2 ops: quantized activations stay within their error bound of the F32 product", "[unit]") {
@@ -583,22 +594,61 @@ TEST_CASE("powerinfer2 ops: quantized activations stay within their error bound 
   }
 }
 
+TEST_CASE("powerinfer2 ops: the rows16 layout keeps every byte and its products match", "[unit]") {
+  common::ThreadPool pool(2);
+  ops::Workspace ws(13, 4128, 2);
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+    for (std::size_t n_rows : {1u, 16u, 33u}) {
+      for (std::size_t n_cols : {32u, 96u, 4128u}) {  // odd block counts pair with a zero block
+        INFO(powerinfer2::io::ggml_type_name(type) << " " << n_rows << " x " << n_cols);
+        const TestMatrix m = make_matrix(type, n_rows, n_cols, 17);
+        const ops::PackedWeights packed(m.view());
+        CHECK(packed.size_bytes() == ops::rows16_bytes(type, n_rows, n_cols));
+        CHECK(reinterpret_cast<std::uintptr_t>(packed.view().data) % 64 == 0);
+        const std::size_t row_bytes = m.view().row_bytes();
+        std::vector<std::uint8_t> row(row_bytes);
+        for (std::size_t r = 0; r < n_rows; ++r) {
+          ops::unpack_rows16_row(packed.view(), r, row.data());
+          CHECK(std::memcmp(row.data(), m.raw.data() + m.offset + r * row_bytes, row_bytes) == 0);
+        }
+        // Products on rows16, on 1 and 13 tokens, within the tolerance of double precision.
+        std::vector<float> x(13 * n_cols);
+        fill_random(x.data(), x.size(), 23);
+        for (std::size_t n_tok : {1u, 13u}) {
+          std::vector<float> xt(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(n_tok * n_cols));
+          std::vector<double> want, scale;
+          reference_product(m, xt, n_tok, want, scale);
+          std::vector<float> y(n_tok * n_rows, NAN);
+          ops::matmul(packed.view(), xt, n_tok, y, pool, ws);
+          CHECK(max_rel_error(y, want, scale) <= kMatRelTol);
+        }
+      }
+    }
+  }
+  CHECK(ops::rows16_pays() == (simd() == "avx512-vnni"));
+}
+
 TEST_CASE("powerinfer2 ops: matvec and matmul allocate nothing", "[unit]") {
   common::ThreadPool pool(2);
   ops::Workspace ws(16, 4128, 2);
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0}) {
     const TestMatrix m = make_matrix(type, 83, 4128, 3);
+    std::optional<ops::PackedWeights> packed;
+    if (quantized(type)) packed.emplace(m.view());
     std::vector<float> x(16 * 4128, 0.5f), y(16 * 83);
-    for (std::size_t n_tok : {1u, 2u, 16u}) {  // matvec, dot products, packed tiles
-      const std::span<const float> xs(x.data(), n_tok * 4128);
-      const std::span<float> ys(y.data(), n_tok * 83);
-      ops::matmul(m.view(), xs, n_tok, ys, pool, ws);  // warm-up
-      const std::size_t before = testing::allocation_count();
-      for (int i = 0; i < 3; ++i) ops::matmul(m.view(), xs, n_tok, ys, pool, ws);
-      if (n_tok == 1) ops::matvec(m.view(), xs, ys, pool, ws);
-      const std::size_t allocated = testing::allocation_count() - before;
-      INFO(powerinfer2::io::ggml_type_name(type) << ", " << n_tok << " tokens");
-      CHECK(allocated == 0);
+    for (const ops::WeightMatrix& w : {m.view(), packed ? packed->view() : m.view()}) {
+      for (std::size_t n_tok : {1u, 2u, 16u}) {  // matvec, dot products, packed tiles
+        const std::span<const float> xs(x.data(), n_tok * 4128);
+        const std::span<float> ys(y.data(), n_tok * 83);
+        ops::matmul(w, xs, n_tok, ys, pool, ws);  // warm-up
+        const std::size_t before = testing::allocation_count();
+        for (int i = 0; i < 3; ++i) ops::matmul(w, xs, n_tok, ys, pool, ws);
+        if (n_tok == 1) ops::matvec(w, xs, ys, pool, ws);
+        const std::size_t allocated = testing::allocation_count() - before;
+        INFO(powerinfer2::io::ggml_type_name(type) << (w.layout == ops::WeightLayout::rows16 ? " rows16, " : ", ")
+                                                   << n_tok << " tokens");
+        CHECK(allocated == 0);
+      }
     }
   }
 }

@@ -9,6 +9,7 @@
 
 #include "common/errors.hpp"
 #include "ops/dot.hpp"
+#include "ops/packed.hpp"
 #include "ops/quants.hpp"
 #include "ops/simd.hpp"
 
@@ -54,13 +55,9 @@ void for_ranges(common::ThreadPool& pool, std::size_t n, std::size_t grain, Body
 }
 
 #if defined(PWPI_OPS_AVX512)
-// Packed weights for the AVX-512 matmul.
-// Quantized types: panels of 16 rows; per block, 8 groups of 64 bytes (group g holds, for
-// each row l, the 4 biased unsigned bytes of elements 4g..4g+3: q for Q4_0, q + 128 for
-// Q8_0), then the 16 rows' scales as floats.
-constexpr std::size_t kPanelRows = 16;
-constexpr std::size_t kQPanelBlockBytes = 8 * 64 + kPanelRows * sizeof(float);
-constexpr std::size_t kQChunkRows = 64;  // rows per task: 4 panels in the thread's scratch
+// The AVX-512 matmul of GGUF-layout weights repacks a chunk of rows at a time into the
+// thread's scratch: Q8_0 / Q4_0 to rows16 (ops/packed.hpp), 64 rows per task.
+constexpr std::size_t kQChunkRows = 64;
 constexpr std::size_t kQTokenTile = 12;  // tokens per micro-kernel call
 // F32 / F16: a panel of 64 rows, k-major ([kc][64] floats), for kc inputs at a time.
 constexpr std::size_t kFChunkRows = 64;
@@ -84,8 +81,7 @@ constexpr std::size_t kPrefetchBytes = 8192;
 
 std::size_t scratch_bytes_per_thread(std::size_t max_cols) {
 #if defined(PWPI_OPS_AVX512)
-  const std::size_t nb = (max_cols + kQK - 1) / kQK;
-  const std::size_t q = kQChunkRows / kPanelRows * nb * kQPanelBlockBytes;
+  const std::size_t q = rows16_bytes(GgmlType::Q8_0, kQChunkRows, (max_cols + kQK - 1) / kQK * kQK);
   const std::size_t f = kFChunkRows * kFKc * sizeof(float);
   return (std::max(q, f) + 63) / 64 * 64;
 #else
@@ -179,6 +175,10 @@ void check_matrix(const WeightMatrix& w) {
   PWPI_CHECK_MSG(is_supported_weight_type(w.type), "weight type " + std::string(io::ggml_type_name(w.type)) + " has no kernels");
   PWPI_CHECK(w.data != nullptr || w.n_rows == 0 || w.n_cols == 0);
   if (w.type == GgmlType::Q8_0 || w.type == GgmlType::Q4_0) PWPI_CHECK(w.n_cols % kQK == 0);
+  if (w.layout == WeightLayout::rows16) {
+    PWPI_CHECK(w.type == GgmlType::Q8_0 || w.type == GgmlType::Q4_0);
+    PWPI_CHECK_MSG(reinterpret_cast<std::uintptr_t>(w.data) % 64 == 0, "rows16 weights must be 64-byte aligned");
+  }
 }
 
 const std::uint8_t* row_ptr(const WeightMatrix& w, std::size_t r) {
@@ -235,63 +235,45 @@ inline __mmask16 row_mask(std::size_t n_valid) {
   return n_valid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n_valid) - 1u);
 }
 
-// --- Quantized weights: packed 16-row panels x Q8 activations -------------------------------
+// --- Q8_0 / Q4_0 in the rows16 layout (ops/packed.hpp) x Q8 activations -------------------
 
-// Packs rows [r0, r0 + n_valid) (n_valid <= 16) of a Q8_0 / Q4_0 matrix; missing rows are zero.
-void pack_q_panel(const WeightMatrix& w, std::size_t r0, std::size_t n_valid, std::uint8_t* panel) {
-  const std::size_t nb = w.n_cols / kQK;
-  for (std::size_t b = 0; b < nb; ++b) {
-    std::uint8_t* pb = panel + b * kQPanelBlockBytes;
-    float* dw = reinterpret_cast<float*>(pb + 8 * 64);
-    for (std::size_t l = 0; l < kPanelRows; ++l) {
-      std::uint32_t g[8] = {};
-      float d = 0.0f;
-      if (l < n_valid) {
-        const std::uint8_t* row = row_ptr(w, r0 + l);
-        if (w.type == GgmlType::Q4_0) {
-          const auto& blk = reinterpret_cast<const BlockQ4_0*>(row)[b];
-          for (std::size_t k = 0; k < 4; ++k) {
-            std::uint32_t v;
-            std::memcpy(&v, blk.qs + 4 * k, 4);
-            g[k] = v & 0x0f0f0f0fu;             // elements 4k..4k+3
-            g[k + 4] = (v >> 4) & 0x0f0f0f0fu;  // elements 16 + 4k..
-          }
-          d = fp16_to_fp32(blk.d);
-        } else {
-          const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
-          for (std::size_t k = 0; k < 8; ++k) {
-            std::memcpy(&g[k], blk.qs + 4 * k, 4);
-            g[k] ^= 0x80808080u;  // q + 128
-          }
-          d = fp16_to_fp32(blk.d);
-        }
-      }
-      for (std::size_t k = 0; k < 8; ++k) std::memcpy(pb + k * 64 + 4 * l, &g[k], 4);
-      dw[l] = d;
-    }
-  }
-}
-
-// y[t][0..16) = panel rows . token t, for RN tokens. xinit[t][b] = -bias * sum of the
-// token's block b, spread over the 8 dpbusd steps' lanes: the 16 lanes are rows here, so
-// each lane gets the whole correction.
-template <std::size_t RN>
-void q_kernel(const std::uint8_t* panel, std::size_t nb, const std::int8_t* xq, const float* xd,
-              const std::int32_t* xinit, float* y, std::size_t y_stride, __mmask16 mask) {
+// y[t][0..16) = the group's 16 rows . token t, for RN tokens: per block, the 8 vectors of
+// 4 elements x 16 rows (Q4_0's unpacked from 4 loads) meet each token's 4 activation bytes
+// broadcast in 8 vpdpbusd, one lane per row. The weight bytes are biased unsigned (Q4_0's
+// q in 0..15, Q8_0's q + 128); xinit[t][b] = -bias * (the sum of the token's block b)
+// starts each row's sum, so the lanes end with the exact integer dot products.
+template <bool kQ4, std::size_t RN>
+void rows16_kernel(const std::uint8_t* group, std::size_t nb, const std::int8_t* xq, const float* xd,
+                   const std::int32_t* xinit, float* y, std::size_t y_stride, __mmask16 mask) {
+  constexpr std::size_t kVecs = kQ4 ? 4 : 8;
+  constexpr std::size_t kPairBytes = rows16_pair_bytes(kQ4 ? GgmlType::Q4_0 : GgmlType::Q8_0);
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
   __m512 acc[RN];
   unroll<RN>([&](auto t) { acc[t] = _mm512_setzero_ps(); });
   for (std::size_t b = 0; b < nb; ++b) {
-    const std::uint8_t* pb = panel + b * kQPanelBlockBytes;
-    __m512i wg[8];
-    unroll<8>([&](auto k) { wg[k] = _mm512_load_si512(pb + 64 * k); });
-    const __m512 dw = _mm512_load_ps(pb + 8 * 64);
+    const std::uint8_t* pair = group + (b / 2) * kPairBytes;
+    const std::uint8_t* vec = pair + (b % 2) * kVecs * 64;
+    if constexpr (RN == 1) {  // matvec: the weights stream from memory once
+      unroll<kVecs>([&](auto k) { _mm_prefetch(reinterpret_cast<const char*>(vec + kPrefetchBytes + 64 * k), _MM_HINT_T0); });
+    }
+    __m512i g[8];
+    if constexpr (kQ4) {
+      unroll<4>([&](auto k) {
+        const __m512i v = _mm512_load_si512(vec + 64 * k);
+        g[k] = _mm512_and_si512(v, low4);                           // elements 4k..4k+3
+        g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);  // elements 16+4k..
+      });
+    } else {
+      unroll<8>([&](auto k) { g[k] = _mm512_load_si512(vec + 64 * k); });
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(pair + 2 * kVecs * 64 + (b % 2) * 32)));
     unroll<RN>([&](auto t) {
       const std::int8_t* q = xq + (t * nb + b) * kQK;
       __m512i s = _mm512_set1_epi32(xinit[t * nb + b]);
       unroll<8>([&](auto k) {
         std::int32_t v;
         std::memcpy(&v, q + 4 * k, 4);
-        s = _mm512_dpbusd_epi32(s, wg[k], _mm512_set1_epi32(v));
+        s = _mm512_dpbusd_epi32(s, g[k], _mm512_set1_epi32(v));
       });
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * nb + b])), acc[t]);
     });
@@ -299,39 +281,104 @@ void q_kernel(const std::uint8_t* panel, std::size_t nb, const std::int8_t* xq, 
   unroll<RN>([&](auto t) { _mm512_mask_storeu_ps(y + t * y_stride, mask, acc[t]); });
 }
 
-using QKernel = void (*)(const std::uint8_t*, std::size_t, const std::int8_t*, const float*, const std::int32_t*,
-                         float*, std::size_t, __mmask16);
-template <std::size_t... I>
-constexpr std::array<QKernel, sizeof...(I)> q_kernels(std::index_sequence<I...>) {
-  return {&q_kernel<I + 1>...};
+using Rows16Kernel = void (*)(const std::uint8_t*, std::size_t, const std::int8_t*, const float*, const std::int32_t*,
+                              float*, std::size_t, __mmask16);
+template <bool kQ4, std::size_t... I>
+constexpr std::array<Rows16Kernel, sizeof...(I)> rows16_kernels(std::index_sequence<I...>) {
+  return {&rows16_kernel<kQ4, I + 1>...};
 }
-constexpr auto kQKernels = q_kernels(std::make_index_sequence<kQTokenTile>{});
+constexpr auto kRows16Q4 = rows16_kernels<true>(std::make_index_sequence<kQTokenTile>{});
+constexpr auto kRows16Q8 = rows16_kernels<false>(std::make_index_sequence<kQTokenTile>{});
 
+// Groups [g0, g1) of a rows16 matrix (`groups` at group 0) for all n_tok tokens.
+void rows16_groups(GgmlType type, const std::uint8_t* groups, std::size_t n_rows, std::size_t nb, std::size_t g0,
+                   std::size_t g1, const Q8Act& a, const std::int32_t* init, std::size_t n_tok, float* y,
+                   std::size_t y_stride) {
+  const std::size_t group_bytes = (nb + 1) / 2 * rows16_pair_bytes(type);
+  const auto& kernels = type == GgmlType::Q4_0 ? kRows16Q4 : kRows16Q8;
+  for (std::size_t t0 = 0; t0 < n_tok; t0 += kQTokenTile) {
+    const std::size_t nt = std::min(kQTokenTile, n_tok - t0);
+    for (std::size_t g = g0; g < g1; ++g) {
+      kernels[nt - 1](groups + g * group_bytes, nb, a.qs + t0 * nb * kQK, a.d + t0 * nb, init + t0 * nb,
+                      y + t0 * y_stride + g * kRows16, y_stride, row_mask(n_rows - g * kRows16));
+    }
+  }
+}
+
+#else  // not PWPI_OPS_AVX512: rows16 in scalar code
+
+void rows16_groups(GgmlType type, const std::uint8_t* groups, std::size_t n_rows, std::size_t nb, std::size_t g0,
+                   std::size_t g1, const Q8Act& a, const std::int32_t* init, std::size_t n_tok, float* y,
+                   std::size_t y_stride) {
+  const bool q4 = type == GgmlType::Q4_0;
+  const std::size_t n_vec = q4 ? 4 : 8, pair_bytes = rows16_pair_bytes(type);
+  const std::size_t group_bytes = (nb + 1) / 2 * pair_bytes;
+  for (std::size_t g = g0; g < g1; ++g) {
+    for (std::size_t l = 0; l < kRows16 && g * kRows16 + l < n_rows; ++l) {
+      for (std::size_t t = 0; t < n_tok; ++t) {
+        float acc = 0.0f;
+        for (std::size_t b = 0; b < nb; ++b) {
+          const std::uint8_t* pair = groups + g * group_bytes + (b / 2) * pair_bytes;
+          const std::uint8_t* vec = pair + (b % 2) * n_vec * 64;
+          fp16_t d;
+          std::memcpy(&d, pair + 2 * n_vec * 64 + (b % 2) * 32 + 2 * l, 2);
+          const std::int8_t* q = a.qs + (t * nb + b) * kQK;
+          std::int32_t s = init[t * nb + b];
+          for (std::size_t e = 0; e < kQK; ++e) {  // element e: vector e / 4 (Q4_0: (e % 16) / 4, nibble e / 16)
+            const std::size_t k = q4 ? (e % 16) / 4 : e / 4;
+            const std::uint8_t byte = vec[64 * k + 4 * l + e % 4];
+            const int u = q4 ? (e < 16 ? byte & 15 : byte >> 4) : byte;
+            s += u * q[e];
+          }
+          acc += static_cast<float>(s) * (fp16_to_fp32(d) * a.d[t * nb + b]);
+        }
+        y[t * y_stride + g * kRows16 + l] = acc;
+      }
+    }
+  }
+}
+
+#endif  // PWPI_OPS_AVX512
+
+// Replaces the workspace's block sums by -bias * sum, the start of each row's integer sum
+// for biased weight bytes (rows16_kernel).
+const std::int32_t* bias_init(GgmlType type, const Q8Act& a, std::size_t n_tok, std::size_t nb, Workspace& ws) {
+  const std::int32_t bias = type == GgmlType::Q4_0 ? 8 : 128;
+  std::int32_t* init = WorkspaceAccess::sums(ws);
+  for (std::size_t i = 0; i < n_tok * nb; ++i) init[i] = -bias * a.sum[i];
+  return init;
+}
+
+// A rows16 matrix times n_tok quantized tokens: chunks of groups over the threads.
+void product_rows16(const WeightMatrix& w, const Q8Act& a, std::size_t n_tok, float* y, common::ThreadPool& pool,
+                    Workspace& ws) {
+  const std::size_t nb = w.n_cols / kQK;
+  const std::int32_t* init = bias_init(w.type, a, n_tok, nb, ws);
+  const std::size_t n_groups = (w.n_rows + kRows16 - 1) / kRows16;
+  // matvec: about 8 chunks per thread; matmul: 4 groups, so a token tile's activations
+  // are reused over 64 rows.
+  const std::size_t grain = n_tok == 1 ? std::max<std::size_t>(1, n_groups / (8 * pool.size())) : 4;
+  const auto* groups = static_cast<const std::uint8_t*>(w.data);
+  for_ranges(pool, n_groups, grain, [&](std::size_t g0, std::size_t g1) {
+    rows16_groups(w.type, groups, w.n_rows, nb, g0, g1, a, init, n_tok, y, w.n_rows);
+  });
+}
+
+#if defined(PWPI_OPS_AVX512)
+// A GGUF-layout Q8_0 / Q4_0 matrix times n_tok >= kGemmMinTokens tokens: each chunk of
+// 64 rows is repacked to rows16 in the thread's scratch, then run as above.
 void matmul_q_packed(const WeightMatrix& w, const Q8Act& a, std::size_t n_tok, float* y, common::ThreadPool& pool,
                      Workspace& ws) {
   const std::size_t nb = w.n_cols / kQK;
-  // Per token and block: minus the bias times the block's sum (see q_kernel), in place of
-  // the sums (the workspace's sums are not needed after this).
-  const std::int32_t bias = w.type == GgmlType::Q4_0 ? 8 : 128;
-  std::int32_t* init = WorkspaceAccess::sums(ws);
-  for (std::size_t i = 0; i < n_tok * nb; ++i) init[i] = -bias * a.sum[i];
-
-  const std::size_t panel_bytes = nb * kQPanelBlockBytes;
+  const std::int32_t* init = bias_init(w.type, a, n_tok, nb, ws);
   const std::size_t n_chunks = (w.n_rows + kQChunkRows - 1) / kQChunkRows;
   for_chunks(pool, n_chunks, [&](std::size_t c, std::size_t thread_index) {
     std::uint8_t* scratch = WorkspaceAccess::scratch(ws, thread_index);
     const std::size_t r0 = c * kQChunkRows;
     const std::size_t rows = std::min(kQChunkRows, w.n_rows - r0);
-    const std::size_t n_panels = (rows + kPanelRows - 1) / kPanelRows;
-    for (std::size_t p = 0; p < n_panels; ++p)
-      pack_q_panel(w, r0 + p * kPanelRows, std::min(kPanelRows, rows - p * kPanelRows), scratch + p * panel_bytes);
-    for (std::size_t t0 = 0; t0 < n_tok; t0 += kQTokenTile) {
-      const std::size_t nt = std::min(kQTokenTile, n_tok - t0);
-      for (std::size_t p = 0; p < n_panels; ++p) {
-        kQKernels[nt - 1](scratch + p * panel_bytes, nb, a.qs + t0 * nb * kQK, a.d + t0 * nb, init + t0 * nb,
-                          y + t0 * w.n_rows + r0 + p * kPanelRows, w.n_rows, row_mask(rows - p * kPanelRows));
-      }
-    }
+    const WeightMatrix chunk{w.type, row_ptr(w, r0), rows, w.n_cols};
+    pack_rows16(chunk, scratch);
+    rows16_groups(w.type, scratch, rows, nb, 0, (rows + kRows16 - 1) / kRows16, a, init, n_tok, y + r0, w.n_rows);
   });
 }
 
@@ -463,6 +510,7 @@ void matvec(const WeightMatrix& w, std::span<const float> x, std::span<float> y,
   if (w.n_rows == 0) return;
   Q8Act a;
   if (is_quantized(w.type)) a = WorkspaceAccess::quantize(ws, x.data(), 1, w.n_cols, nullptr);
+  if (w.layout == WeightLayout::rows16) return product_rows16(w, a, 1, y.data(), pool, ws);
   const float* xp = x.data();
   float* yp = y.data();
   const std::size_t row_bytes = w.row_bytes();
@@ -484,6 +532,7 @@ void matmul(const WeightMatrix& w, std::span<const float> x, std::size_t n_tok, 
   WorkspaceAccess::check_threads(ws, pool);
   Q8Act a;
   if (is_quantized(w.type)) a = WorkspaceAccess::quantize(ws, x.data(), n_tok, w.n_cols, &pool);
+  if (w.layout == WeightLayout::rows16) return product_rows16(w, a, n_tok, y.data(), pool, ws);
 #if defined(PWPI_OPS_AVX512)
   if (n_tok >= kGemmMinTokens) {
     if (is_quantized(w.type))
@@ -504,6 +553,13 @@ void matvec(const WeightMatrix& w, std::span<const float> x, std::span<float> y)
 
 void matmul(const WeightMatrix& w, std::span<const float> x, std::size_t n_tok, std::span<float> y) {
   check_sizes(w, x.size(), n_tok, y.size());
+  if (w.layout == WeightLayout::rows16) {  // back to GGUF rows
+    WeightMatrix g{w.type, nullptr, w.n_rows, w.n_cols};
+    std::vector<std::uint8_t> rows(w.n_rows * g.row_bytes());
+    for (std::size_t r = 0; r < w.n_rows; ++r) unpack_rows16_row(w, r, rows.data() + r * g.row_bytes());
+    g.data = rows.data();
+    return matmul(g, x, n_tok, y);
+  }
   const std::size_t nb = w.n_cols / kQK;
   std::vector<std::int8_t> qs(nb * kQK);
   std::vector<float> d(nb);

@@ -20,13 +20,21 @@
 
 namespace powerinfer2::ops {
 
+/// How a matrix's bytes are arranged.
+enum class WeightLayout : std::uint8_t {
+  gguf,    // n_rows rows of n_cols elements, one after the other (row_bytes() each)
+  rows16,  // Q8_0 / Q4_0 rows interleaved by 16 (ops/packed.hpp), for the AVX-512 kernels
+};
+
 /// A weight matrix in memory (a view; the bytes belong to the caller, e.g. a mapped file).
 struct WeightMatrix {
   io::GgmlType type = io::GgmlType::F32;
-  const void* data = nullptr;  // n_rows * row_bytes() bytes
+  const void* data = nullptr;  // gguf: n_rows * row_bytes() bytes; rows16: packed_bytes()
   std::size_t n_rows = 0;      // ne[1]: outputs
   std::size_t n_cols = 0;      // ne[0]: inputs (a multiple of 32 for Q8_0 / Q4_0)
+  WeightLayout layout = WeightLayout::gguf;
 
+  /// Bytes of one row in the gguf layout.
   std::size_t row_bytes() const;
 };
 
