@@ -28,8 +28,8 @@ struct BenchOptions {
 
 void run_bench(const BenchOptions& o) {
   if (o.reps == 0) throw common::UsageError("-r must be at least 1");
-  const engine::Model model(o.model);
   common::ThreadPool pool(o.threads);
+  const engine::Model model(o.model, &pool);  // repacks Q8_0 / Q4_0 on the pool
   engine::Forward forward(model, pool);
   const engine::BenchResult r = engine::bench(forward, o.n_prompt, o.n_gen, o.reps);
   if (o.json) {

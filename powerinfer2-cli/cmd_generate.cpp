@@ -28,8 +28,8 @@ struct GenerateOptions {
 };
 
 void run_generate(const GenerateOptions& o) {
-  const engine::Model model(o.model);
   common::ThreadPool pool(o.threads);
+  const engine::Model model(o.model, &pool);  // repacks Q8_0 / Q4_0 on the pool
   engine::Forward forward(model, pool);
   engine::Sampler sampler(o.sampling, model.config.vocab);
   std::function<void(std::string_view)> stream;

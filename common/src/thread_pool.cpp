@@ -91,7 +91,7 @@ void ThreadPool::worker_loop(std::size_t thread_index) {
   }
 }
 
-void ThreadPool::run_on_all(const std::function<void(std::size_t)>& fn) {
+void ThreadPool::run_on_all(RegionFn fn) {
   if (runs_inline_here()) {
     // Nested, called from one of this pool's own tasks, or single-threaded: every
     // "thread" part runs here, in order (waiting on the workers could deadlock).

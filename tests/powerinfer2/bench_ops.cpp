@@ -2,6 +2,11 @@
 // GFLOP/s for each weight type on TinyLlama-1.1B's FFN shapes, and matmul (prefill) GFLOP/s.
 //
 //   bench_powerinfer2_ops [-t 1,2] [--cold-mib 768] [--tokens 512] [--reps 5] [--decode]
+//                         [--model M.gguf ...]
+//
+// --model times the decode-step matvecs over a model file's own matrices, as engine::Model
+// holds them (Q8_0 / Q4_0 repacked unless --no-rows16): the engine's decode minus everything
+// but the products.
 //
 // "hot" runs one matrix again and again (it may sit in the last-level cache); "cold" cycles
 // through copies totalling --cold-mib, as decoding a model larger than the cache does, so
@@ -21,6 +26,7 @@
 #include "common/aligned_buffer.hpp"
 #include "common/thread_pool.hpp"
 #include "common/timer.hpp"
+#include "engine/model.hpp"
 #include "io/gguf_types.hpp"
 #include "ops/dot.hpp"
 #include "ops/fp16.hpp"
@@ -250,6 +256,39 @@ void bench_decode(const Options& o, GgmlType type, ops::WeightLayout layout) {
   }
 }
 
+// The same decode-step matvecs over a model file's own matrices (as the engine holds them):
+// separates the products from the rest of the engine's decode step.
+void bench_model_decode(const Options& o, const std::string& path) {
+  common::ThreadPool pool(*std::max_element(o.threads.begin(), o.threads.end()));
+  const powerinfer2::engine::Model model(path, &pool, !o.no_rows16 && ops::rows16_pays());
+  std::vector<ops::WeightMatrix> mats;
+  std::size_t total = 0;
+  for (const auto& L : model.weights.layers)
+    for (const ops::WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) mats.push_back(*m);
+  mats.push_back(model.weights.output);
+  for (const ops::WeightMatrix& m : mats)
+    total += m.layout == ops::WeightLayout::rows16 ? ops::rows16_bytes(m.type, m.n_rows, m.n_cols) : m.n_rows * m.row_bytes();
+  std::vector<float> x(model.config.ffn_dim + model.config.dim), y(model.config.vocab + model.config.ffn_dim);
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : x) v = normal(rng);
+  for (std::size_t t : o.threads) {
+    common::ThreadPool tpool(t);
+    ops::Workspace ws(1, std::max(model.config.ffn_dim, model.config.dim), t);
+    auto step = [&] {
+      for (const ops::WeightMatrix& m : mats)
+        ops::matvec(m, std::span<const float>(x.data(), m.n_cols), std::span<float>(y.data(), m.n_rows), tpool, ws);
+      g_sink += y[0];
+    };
+    step();
+    const int tokens = 8;
+    const double s = best_seconds(o.reps, [&] { for (int i = 0; i < tokens; ++i) step(); }) / tokens;
+    std::printf("  %s %s %zu thr: %6.2f ms/token = %5.1f tokens/s, %5.1f GB/s (%.0f MiB of weights per token)\n",
+                path.c_str(), kind_name(mats[0].type, mats[0].layout).c_str(), t, s * 1e3, 1.0 / s,
+                static_cast<double>(total) / s * 1e-9, static_cast<double>(total) / (1 << 20));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -268,6 +307,8 @@ int main(int argc, char** argv) {
   app.add_option("--shape", o.shape, "ROWS,COLS of the weight instead of 5632x2048 and 2048x5632")
       ->delimiter(',')
       ->expected(2);
+  std::vector<std::string> models;
+  app.add_option("--model", models, "Also time the decode-step matvecs over these GGUF models' own matrices");
   CLI11_PARSE(app, argc, argv);
 
   auto load = [] {
@@ -300,6 +341,8 @@ int main(int argc, char** argv) {
     std::printf("decode step, matvecs only (TinyLlama-1.1B: 22 layers + output head):\n");
     for (auto [type, layout] : kinds) bench_decode(o, type, layout);
   }
+  if (!models.empty()) std::printf("decode step, matvecs only, over the model's matrices:\n");
+  for (const std::string& m : models) bench_model_decode(o, m);
   std::printf("load average after: %s (other processes share the cores when it is above ~%zu)\n", load().c_str(),
               o.threads.empty() ? std::size_t{1} : *std::max_element(o.threads.begin(), o.threads.end()));
   return g_sink == 12345.678 ? 1 : 0;

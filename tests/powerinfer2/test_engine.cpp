@@ -11,6 +11,7 @@
 #include <set>
 #include <tuple>
 
+#include "common/aligned_buffer.hpp"
 #include "common/thread_pool.hpp"
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
@@ -158,6 +159,35 @@ TEST_CASE("powerinfer2 engine: rmsnorm, rope, softmax, attention match double re
     for (std::size_t j = 0; j < head; ++j) aref[j] += p[t] / ps * v[t * stride + head + j];
   INFO("attention max diff " << max_abs_diff(att, aref));
   CHECK(max_abs_diff(att, aref) < kTol * 4);
+}
+
+TEST_CASE("powerinfer2 engine: grouped causal attention equals attend_head per query and head", "[unit]") {
+  // Head sizes on and off the SIMD path (multiples of 16 up to 128, others scalar), query
+  // counts and positions across key-tile edges, groups of 1..8 heads (spare SIMD lanes).
+  std::mt19937 rng(7);
+  for (std::size_t head : {8, 16, 64, 72, 128}) {
+    for (auto [n_q, n_pos0, group] : {std::tuple<std::size_t, std::size_t, std::size_t>{1, 1, 8}, {1, 37, 3},
+                                      {5, 16, 8}, {16, 1, 4}, {17, 30, 1}, {3, 64, 6}}) {
+      const std::size_t max_pos = n_pos0 + n_q - 1, kv_stride = 2 * head + 3, q_stride = group * head + 5;
+      const std::vector<float> q = random_vec(rng, n_q * q_stride);
+      const std::vector<float> k = random_vec(rng, max_pos * kv_stride), v = random_vec(rng, max_pos * kv_stride);
+      common::AlignedBuffer<float> scratch(eng::attend_group_scratch(group, n_q, max_pos, head));
+      std::vector<float> out(n_q * q_stride, 0.0f), scores(max_pos), ref(head);
+      eng::attend_group(q.data(), q_stride, n_q, n_pos0, k.data() + 1, v.data() + 1, kv_stride, head, group,
+                        scratch.data(), out.data(), q_stride);
+      double worst = 0;
+      for (std::size_t i = 0; i < n_q; ++i)
+        for (std::size_t h = 0; h < group; ++h) {
+          eng::attend_head(q.data() + i * q_stride + h * head, k.data() + 1, v.data() + 1, kv_stride, n_pos0 + i, head,
+                           scores.data(), ref.data());
+          worst = std::max(worst, max_abs_diff(std::vector<float>(out.begin() + i * q_stride + h * head,
+                                                                  out.begin() + i * q_stride + (h + 1) * head),
+                                               std::vector<double>(ref.begin(), ref.end())));
+        }
+      INFO("head " << head << " n_q " << n_q << " n_pos0 " << n_pos0 << " group " << group << ": max diff " << worst);
+      CHECK(worst < 4e-5);  // as attend_head against double: float rounding only
+    }
+  }
 }
 
 TEST_CASE("powerinfer2 engine: FFN activations", "[unit]") {
@@ -336,6 +366,47 @@ TEST_CASE("powerinfer2 generate: stories260K greedy text equals llama2.c's byte 
     CHECK(r.out == expected);
     CHECK(r.err.find("decode: 200 tokens") != std::string::npos);
   }
+}
+
+// Q8_0 / Q4_0 matrices repacked at load (rows16) against the same file read in place: the
+// same logits up to the float summation order, by prefill and by decode, tied or separate
+// classifier.
+TEST_CASE("powerinfer2 engine: repacked Q8_0 / Q4_0 weights give the logits of the file's layout", "[unit]") {
+  const std::string type = GENERATE(as<std::string>{}, "q8_0", "q4_0");
+  const bool separate = GENERATE(true, false);
+  testing::TempDir dir;
+  TinySpec spec;
+  spec.separate_output = separate;
+  const std::string f32 = write_tiny(dir / "tiny.gguf", spec), q = (dir / "q.gguf").string();
+  REQUIRE(testing::run_command(cli() + " quantize " + f32 + " " + q + " " + type).exit_code == 0);
+  common::ThreadPool pool(2);
+  const eng::Model plain(q, &pool, /*repack=*/false);
+  const eng::Model packed(q, &pool, /*repack=*/true);
+  for (const mdl::LayerWeights& L : packed.weights.layers)
+    for (const auto* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) CHECK(m->layout == powerinfer2::ops::WeightLayout::rows16);
+  CHECK(packed.weights.output.layout == powerinfer2::ops::WeightLayout::rows16);
+  CHECK(plain.weights.layers[0].wq.layout == powerinfer2::ops::WeightLayout::gguf);
+  CHECK(packed.packed.size_bytes() > 0);
+  const std::vector<mdl::TokenId> toks{1, 265, 266, 13, 42, 269, 7, 260, 261, 262, 263, 2, 100};
+  const std::size_t V = plain.config.vocab;
+  std::vector<float> want(toks.size() * V), got(toks.size() * V);
+  eng::Forward(plain, pool).prefill(toks, 0, want);
+  eng::Forward(packed, pool).prefill(toks, 0, got);
+  eng::Forward dec(packed, pool);
+  double worst = 0, worst_dec = 0, spread = 0;
+  for (std::size_t i = 0; i < toks.size(); ++i) {
+    std::span<const float> d = dec.decode(toks[i], i);
+    const auto [mn, mx] = std::minmax_element(want.begin() + i * V, want.begin() + (i + 1) * V);
+    spread = std::max(spread, double(*mx - *mn));
+    for (std::size_t j = 0; j < V; ++j) {
+      worst = std::max(worst, double(std::abs(want[i * V + j] - got[i * V + j])));
+      worst_dec = std::max(worst_dec, double(std::abs(want[i * V + j] - d[j])));
+    }
+  }
+  INFO(type << (separate ? " separate" : " tied") << ": max |file - repacked| prefill " << worst << ", decode "
+            << worst_dec << ", logit spread " << spread);
+  CHECK(worst < 1e-4 * spread);
+  CHECK(worst_dec < 1e-4 * spread);
 }
 
 // Quantized weights (Q8_0 / Q4_0 from `powerinfer2-cli quantize`; ffn_down, 172 wide, stays

@@ -3,6 +3,8 @@
 // dot products (random, odd-sized, misaligned inputs) and matvec / matmul on 1-3 threads.
 // This file is also built for AVX2 and for plain x86-64 (see CMakeLists.txt), so every
 // SIMD path is exercised on an AVX-512 machine.
+#include <array>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -626,6 +628,67 @@ TEST_CASE("powerinfer2 ops: the rows16 layout keeps every byte and its products 
     }
   }
   CHECK(ops::rows16_pays() == (simd() == "avx512-vnni"));
+}
+
+TEST_CASE("powerinfer2 ops: products of one input equal separate matmuls and allocate nothing", "[unit]") {
+  // q/k/v-like and gate/up-like groups in one parallel region: the same values as one matmul
+  // each (same kernels, same quantized input), on the GGUF and the rows16 layout; a group of
+  // mixed types falls back to one product after another.
+  common::ThreadPool pool(2);
+  ops::Workspace ws(13, 160, 2);
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0}) {
+    const TestMatrix a = make_matrix(type, 83, 160, 11), b = make_matrix(type, 17, 160, 12), c = make_matrix(type, 40, 160, 13);
+    std::vector<std::optional<ops::PackedWeights>> packed(3);
+    std::vector<ops::WeightMatrix> gguf{a.view(), b.view(), c.view()}, mats = gguf;
+    if (quantized(type))
+      for (std::size_t i = 0; i < 3; ++i) mats[i] = packed[i].emplace(gguf[i]).view();
+    for (const auto& ws_mats : {gguf, mats}) {
+      for (std::size_t n_tok : {1u, 3u, 13u}) {
+        std::mt19937 rng(5);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        std::vector<float> x(n_tok * 160);
+        for (float& v : x) v = normal(rng);
+        std::vector<std::vector<float>> want(3), got(3);
+        std::vector<ops::Product> ps;
+        for (std::size_t i = 0; i < 3; ++i) {
+          want[i].resize(n_tok * ws_mats[i].n_rows);
+          got[i].assign(n_tok * ws_mats[i].n_rows, -1.0f);
+          ops::matmul(ws_mats[i], x, n_tok, want[i], pool, ws);
+          ps.push_back({&ws_mats[i], got[i]});
+        }
+        ops::products(ps, x, n_tok, pool, ws);  // also the warm-up for the count below
+        INFO(powerinfer2::io::ggml_type_name(type) << (ws_mats[0].layout == ops::WeightLayout::rows16 ? " rows16, " : ", ")
+                                                   << n_tok << " tokens");
+        for (std::size_t i = 0; i < 3; ++i) CHECK(got[i] == want[i]);
+        const std::size_t before = testing::allocation_count();
+        ops::products(ps, x, n_tok, pool, ws);
+        CHECK(testing::allocation_count() - before == 0);
+      }
+    }
+  }
+  // Mixed types: one product after another, same values.
+  const TestMatrix f = make_matrix(GgmlType::F32, 9, 160, 21), q = make_matrix(GgmlType::Q8_0, 7, 160, 22);
+  std::vector<float> x(2 * 160, 0.25f), yf(2 * 9), yq(2 * 7), wf(2 * 9), wq(2 * 7);
+  const ops::WeightMatrix fv = f.view(), qv = q.view();
+  const ops::Product mixed[] = {{&fv, yf}, {&qv, yq}};
+  ops::products(mixed, x, 2, pool, ws);
+  ops::matmul(fv, x, 2, wf, pool, ws);
+  ops::matmul(qv, x, 2, wq, pool, ws);
+  CHECK(yf == wf);
+  CHECK(yq == wq);
+}
+
+TEST_CASE("powerinfer2 ops: ThreadPool::parallel_for and run_on_all allocate nothing", "[unit]") {
+  common::ThreadPool pool(2);
+  std::atomic<std::size_t> sum{0};
+  std::array<std::size_t, 8> big{};  // a closure larger than std::function's inline buffer
+  auto body = [&, big](std::size_t b, std::size_t e) { sum += (e - b) + big[0]; };
+  pool.parallel_for(0, 1000, 7, body);  // warm-up: threads started, thread-locals made
+  const std::size_t before = testing::allocation_count();
+  for (int i = 0; i < 10; ++i) pool.parallel_for(0, 1000, 7, body);
+  pool.run_on_all([&, big](std::size_t) { sum += big[1]; });
+  CHECK(testing::allocation_count() - before == 0);
+  CHECK(sum.load() == 11 * 1000);
 }
 
 TEST_CASE("powerinfer2 ops: matvec and matmul allocate nothing", "[unit]") {

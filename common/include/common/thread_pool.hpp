@@ -15,12 +15,29 @@
 #include <exception>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 namespace common {
+
+/// A non-owning reference to a callable taking (std::size_t): two pointers, never
+/// allocates. The callable must outlive the reference (a parallel region's body does).
+class RegionFn {
+ public:
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, RegionFn> && std::is_invocable_v<F&, std::size_t>)
+  RegionFn(F&& fn)  // NOLINT(google-explicit-constructor): lambdas convert implicitly
+      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(fn)))),
+        call_([](void* obj, std::size_t i) { (*static_cast<std::remove_reference_t<F>*>(obj))(i); }) {}
+  void operator()(std::size_t i) const { call_(obj_, i); }
+
+ private:
+  void* obj_;
+  void (*call_)(void*, std::size_t);
+};
 
 class ThreadPool {
  public:
@@ -36,10 +53,11 @@ class ThreadPool {
 
   /// Runs fn(thread_index) once on every thread, thread_index in [0, size()).
   /// A region started from inside a region (nesting) runs on the calling thread only.
-  void run_on_all(const std::function<void(std::size_t thread_index)>& fn);
+  /// Nothing is allocated: fn is referenced, not copied.
+  void run_on_all(RegionFn fn);
 
   /// Calls fn(begin_i, end_i) over [begin, end) in chunks of at most `grain` items, chunks
-  /// claimed dynamically by the threads.
+  /// claimed dynamically by the threads. Allocates nothing.
   template <class F>
   void parallel_for(std::size_t begin, std::size_t end, std::size_t grain, F&& fn) {
     if (end <= begin) return;
@@ -102,7 +120,7 @@ class ThreadPool {
   std::mutex region_mutex_;  // one parallel region at a time per pool
 
   // Region state, published by a release store of region_gen_.
-  const std::function<void(std::size_t)>* region_fn_ = nullptr;
+  const RegionFn* region_fn_ = nullptr;
   std::atomic<std::uint64_t> region_gen_{0};
   std::atomic<std::size_t> region_pending_{0};
   std::mutex error_mutex_;

@@ -1,6 +1,7 @@
 #include "engine/forward.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "common/errors.hpp"
@@ -40,7 +41,9 @@ Forward::Forward(const Model& model, common::ThreadPool& pool, std::size_t n_ctx
   hb_ = common::AlignedBuffer<float>(max_batch_ * ffn);
   hb2_ = common::AlignedBuffer<float>(max_batch_ * ffn);
   logits_ = common::AlignedBuffer<float>(cfg_.vocab);
-  scores_ = common::AlignedBuffer<float>(cfg_.n_head * n_ctx_);
+  const std::size_t group = cfg_.n_head / cfg_.n_kv_head;
+  scores_stride_ = (attend_group_scratch(group, kQueryBlock, n_ctx_, cfg_.head_dim) + 15) / 16 * 16;
+  scores_ = common::AlignedBuffer<float>(pool.size() * scores_stride_);
   rope_cos_ = common::AlignedBuffer<float>(max_batch_ * (cfg_.n_rot / 2 + 1));
   rope_sin_ = common::AlignedBuffer<float>(max_batch_ * (cfg_.n_rot / 2 + 1));
 }
@@ -81,6 +84,30 @@ std::span<const float> Forward::prefill(std::span<const model::TokenId> tokens, 
   return logits_.span();
 }
 
+void Forward::attention(std::size_t layer, const float* q, std::size_t n, std::size_t pos0, float* out) {
+  // Tasks: (kv head, block of kQueryBlock queries), claimed by the threads; each kv head's
+  // keys are read once per block for the whole group of query heads sharing it.
+  const std::size_t qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), hd = cfg_.head_dim;
+  const std::size_t group = cfg_.n_head / cfg_.n_kv_head;
+  const std::size_t n_blocks = (n + kQueryBlock - 1) / kQueryBlock, n_tasks = cfg_.n_kv_head * n_blocks;
+  const float* k0 = k_cache(layer, 0);
+  const float* v0 = v_cache(layer, 0);
+  std::atomic<std::size_t> next{0};
+  auto body = [&](std::size_t thread_index) {
+    float* scratch = scores_.data() + thread_index * scores_stride_;
+    for (std::size_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n_tasks;) {
+      const std::size_t kvh = task % cfg_.n_kv_head, i0 = task / cfg_.n_kv_head * kQueryBlock;
+      const std::size_t nq = std::min(kQueryBlock, n - i0);
+      attend_group(q + i0 * qd + kvh * group * hd, qd, nq, pos0 + i0 + 1, k0 + kvh * hd, v0 + kvh * hd, kvd, hd, group,
+                   scratch, out + i0 * qd + kvh * group * hd, qd);
+    }
+  };
+  if (n_tasks == 1)
+    body(0);
+  else
+    pool_.run_on_all(body);
+}
+
 void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t pos0, std::span<float> all_logits) {
   const std::size_t n = tokens.size();
   PWPI_CHECK(n >= 1 && n <= max_batch_ && pos0 + n <= n_ctx_);
@@ -99,32 +126,31 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
     // K and V go straight into the cache rows of positions pos0..pos0+n-1 (contiguous).
     float* kc = k_cache(l, pos0);
     float* vc = v_cache(l, pos0);
-    product(L.wq, xb, n, q, pool_, ws_);
-    product(L.wk, xb, n, kc, pool_, ws_);
-    product(L.wv, xb, n, vc, pool_, ws_);
+    {
+      const ops::Product qkv[] = {{&L.wq, {q, n * qd}}, {&L.wk, {kc, n * kvd}}, {&L.wv, {vc, n * kvd}}};
+      ops::products(qkv, {xb, n * dim}, n, pool_, ws_);
+    }
     for (std::size_t i = 0; i < n; ++i) {
       std::span<const float> c(rope_cos_.data() + i * half, half), s(rope_sin_.data() + i * half, half);
       rope({q + i * qd, qd}, cfg_.n_head, hd, c, s);
       rope({kc + i * kvd, kvd}, cfg_.n_kv_head, hd, c, s);
     }
-    const std::size_t group = cfg_.n_head / cfg_.n_kv_head;
-    const float* k0 = k_cache(l, 0);
-    const float* v0 = v_cache(l, 0);
-    pool_.parallel_for(0, cfg_.n_head, 1, [&](std::size_t hb_begin, std::size_t hb_end) {
-      for (std::size_t h = hb_begin; h < hb_end; ++h) {
-        const std::size_t kvh = h / group;
-        for (std::size_t i = 0; i < n; ++i)
-          attend_head(q + i * qd + h * hd, k0 + kvh * hd, v0 + kvh * hd, kvd, pos0 + i + 1, hd,
-                      scores_.data() + h * n_ctx_, att + i * qd + h * hd);
-      }
-    });
+    attention(l, q, n, pos0, att);
     product(L.wo, att, n, xb, pool_, ws_);
     for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
 
     for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.ffn_norm, cfg_.rms_eps, {xb + i * dim, dim});
-    product(L.gate, xb, n, hb, pool_, ws_);
-    product(L.up, xb, n, hb2, pool_, ws_);
-    ffn_activate(cfg_.activation, {hb, n * ffn}, {hb2, n * ffn});
+    {
+      const ops::Product gate_up[] = {{&L.gate, {hb, n * ffn}}, {&L.up, {hb2, n * ffn}}};
+      ops::products(gate_up, {xb, n * dim}, n, pool_, ws_);
+    }
+    if (n == 1) {
+      ffn_activate(cfg_.activation, {hb, ffn}, {hb2, ffn});
+    } else {  // a prompt's n x ffn exponentials: worth the threads
+      pool_.parallel_for(0, n, 8, [&](std::size_t i0, std::size_t i1) {
+        ffn_activate(cfg_.activation, {hb + i0 * ffn, (i1 - i0) * ffn}, {hb2 + i0 * ffn, (i1 - i0) * ffn});
+      });
+    }
     product(L.down, hb, n, xb, pool_, ws_);
     for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
   }

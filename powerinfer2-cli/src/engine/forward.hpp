@@ -42,7 +42,9 @@ class Forward {
   void prefill_batch(std::span<const model::TokenId> tokens, std::size_t pos0, std::span<float> all_logits);
   float* k_cache(std::size_t layer, std::size_t pos) { return k_cache_.data() + (layer * n_ctx_ + pos) * cfg_.kv_dim(); }
   float* v_cache(std::size_t layer, std::size_t pos) { return v_cache_.data() + (layer * n_ctx_ + pos) * cfg_.kv_dim(); }
-  void attention(std::size_t layer, const float* q, std::size_t pos, float* out);
+  // Attention of n tokens at pos0.. (q [n][q_dim], cache filled) into out [n][q_dim].
+  void attention(std::size_t layer, const float* q, std::size_t n, std::size_t pos0, float* out);
+  static constexpr std::size_t kQueryBlock = 16;  // queries per attention task
 
   const model::ModelConfig& cfg_;
   const model::ModelWeights& w_;
@@ -52,7 +54,8 @@ class Forward {
   common::AlignedBuffer<float> k_cache_, v_cache_;  // [n_layer][n_ctx][kv_dim]
   common::AlignedBuffer<float> x_, xb_, q_, att_, hb_, hb2_;  // [max_batch][dim|q_dim|ffn_dim]
   common::AlignedBuffer<float> logits_;                       // [vocab]
-  common::AlignedBuffer<float> scores_;                       // [n_head][n_ctx]
+  common::AlignedBuffer<float> scores_;  // [threads][scores_stride_]: attend_group's scratch
+  std::size_t scores_stride_ = 0;
   common::AlignedBuffer<float> rope_cos_, rope_sin_;          // [max_batch][n_rot / 2]
 };
 

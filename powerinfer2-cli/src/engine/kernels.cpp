@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "common/errors.hpp"
 #include "ops/dot.hpp"
+#include "ops/simd.hpp"
 
 namespace powerinfer2::engine {
 
@@ -63,6 +65,124 @@ void attend_head(const float* q, const float* k, const float* v, std::size_t kv_
     const float* vt = v + t * kv_stride;
     const float a = scores[t];
     for (std::size_t d = 0; d < head_dim; ++d) out[d] += a * vt[d];
+  }
+}
+
+namespace {
+constexpr std::size_t kKeyTile = 16;  // keys transposed at a time
+}  // namespace
+
+std::size_t attend_group_scratch(std::size_t group, std::size_t n_q, std::size_t max_pos, std::size_t head_dim) {
+  const std::size_t row = (max_pos + kKeyTile - 1) / kKeyTile * kKeyTile;
+  return group * n_q * row + head_dim * kKeyTile;
+}
+
+namespace {
+
+// kt[d][0..16) = k[t0 + j][d] for j < nt (zero beyond): the tile of keys, d-major.
+void transpose_keys(const float* k, std::size_t kv_stride, std::size_t t0, std::size_t nt, std::size_t head_dim,
+                    float* kt) {
+#if defined(PWPI_OPS_AVX512)
+  if (head_dim % 16 == 0) {
+    for (std::size_t d0 = 0; d0 < head_dim; d0 += 16) {
+      __m512 r[16];
+      for (std::size_t j = 0; j < 16; ++j)
+        r[j] = j < nt ? _mm512_loadu_ps(k + (t0 + j) * kv_stride + d0) : _mm512_setzero_ps();
+      ops::simd::transpose16(r);
+      for (std::size_t d = 0; d < 16; ++d) _mm512_store_ps(kt + (d0 + d) * kKeyTile, r[d]);
+    }
+    return;
+  }
+#endif
+  for (std::size_t d = 0; d < head_dim; ++d)
+    for (std::size_t j = 0; j < kKeyTile; ++j) kt[d * kKeyTile + j] = j < nt ? k[(t0 + j) * kv_stride + d] : 0.0f;
+}
+
+// out[0..head_dim) = sum_t p[t] v[t] over n_pos rows of v.
+void weighted_sum(const float* p, const float* v, std::size_t kv_stride, std::size_t n_pos, std::size_t head_dim,
+                  float* out) {
+#if defined(PWPI_OPS_AVX512)
+  if (head_dim % 16 == 0 && head_dim <= 128) {
+    const std::size_t nv = head_dim / 16;
+    __m512 a[8], b[8];  // two sets of accumulators: independent FMA chains
+    for (std::size_t c = 0; c < nv; ++c) a[c] = b[c] = _mm512_setzero_ps();
+    std::size_t t = 0;
+    for (; t + 2 <= n_pos; t += 2) {
+      const __m512 p0 = _mm512_set1_ps(p[t]), p1 = _mm512_set1_ps(p[t + 1]);
+      const float* v0 = v + t * kv_stride;
+      const float* v1 = v0 + kv_stride;
+      for (std::size_t c = 0; c < nv; ++c) {
+        a[c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * c), a[c]);
+        b[c] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v1 + 16 * c), b[c]);
+      }
+    }
+    if (t < n_pos) {
+      const __m512 p0 = _mm512_set1_ps(p[t]);
+      for (std::size_t c = 0; c < nv; ++c) a[c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v + t * kv_stride + 16 * c), a[c]);
+    }
+    for (std::size_t c = 0; c < nv; ++c) _mm512_storeu_ps(out + 16 * c, _mm512_add_ps(a[c], b[c]));
+    return;
+  }
+#endif
+  std::fill(out, out + head_dim, 0.0f);
+  for (std::size_t t = 0; t < n_pos; ++t) {
+    const float* vt = v + t * kv_stride;
+    for (std::size_t d = 0; d < head_dim; ++d) out[d] += p[t] * vt[d];
+  }
+}
+
+}  // namespace
+
+void attend_group(const float* q, std::size_t q_stride, std::size_t n_q, std::size_t n_pos0, const float* k,
+                  const float* v, std::size_t kv_stride, std::size_t head_dim, std::size_t group, float* scratch,
+                  float* out, std::size_t out_stride) {
+  PWPI_CHECK(n_q >= 1 && n_pos0 >= 1 && reinterpret_cast<std::uintptr_t>(scratch) % 64 == 0);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const std::size_t max_pos = n_pos0 + n_q - 1;
+  const std::size_t row_len = (max_pos + kKeyTile - 1) / kKeyTile * kKeyTile;
+  float* kt = scratch;                             // [head_dim][kKeyTile]
+  float* scores = scratch + head_dim * kKeyTile;  // [n_q][group][row_len]
+  for (std::size_t t0 = 0; t0 < max_pos; t0 += kKeyTile) {
+    transpose_keys(k, kv_stride, t0, std::min(kKeyTile, max_pos - t0), head_dim, kt);
+    // The (query, head) rows that see key t0, 8 at a time: each kt row is loaded once for 8
+    // independent sums.
+    const std::size_t i_first = t0 + 1 > n_pos0 ? t0 + 1 - n_pos0 : 0;
+    const std::size_t n_rows = (n_q - i_first) * group;
+    for (std::size_t r0 = 0; r0 < n_rows; r0 += 8) {
+      const std::size_t nr = std::min<std::size_t>(8, n_rows - r0);
+      const float* qr[8];
+      float* sr[8];
+      for (std::size_t u = 0; u < 8; ++u) {
+        const std::size_t r = r0 + std::min(u, nr - 1);  // spare lanes repeat the last row
+        const std::size_t i = i_first + r / group, h = r % group;
+        qr[u] = q + i * q_stride + h * head_dim;
+        sr[u] = scores + (i * group + h) * row_len + t0;
+      }
+#if defined(PWPI_OPS_AVX512)
+      __m512 acc[8];
+      for (std::size_t u = 0; u < 8; ++u) acc[u] = _mm512_setzero_ps();
+      for (std::size_t d = 0; d < head_dim; ++d) {
+        const __m512 kd = _mm512_load_ps(kt + d * kKeyTile);
+        for (std::size_t u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(qr[u][d]), kd, acc[u]);
+      }
+      const __m512 vs = _mm512_set1_ps(scale);
+      for (std::size_t u = 0; u < nr; ++u) _mm512_storeu_ps(sr[u], _mm512_mul_ps(acc[u], vs));
+#else
+      for (std::size_t u = 0; u < nr; ++u) {
+        float acc[kKeyTile] = {};
+        for (std::size_t d = 0; d < head_dim; ++d)
+          for (std::size_t j = 0; j < kKeyTile; ++j) acc[j] += qr[u][d] * kt[d * kKeyTile + j];
+        for (std::size_t j = 0; j < kKeyTile; ++j) sr[u][j] = acc[j] * scale;
+      }
+#endif
+    }
+  }
+  for (std::size_t i = 0; i < n_q; ++i) {
+    for (std::size_t h = 0; h < group; ++h) {
+      float* srow = scores + (i * group + h) * row_len;
+      softmax({srow, n_pos0 + i});
+      weighted_sum(srow, v, kv_stride, n_pos0 + i, head_dim, out + i * out_stride + h * head_dim);
+    }
   }
 }
 

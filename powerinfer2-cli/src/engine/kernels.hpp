@@ -29,6 +29,18 @@ void softmax(std::span<float> x);
 void attend_head(const float* q, const float* k, const float* v, std::size_t kv_stride, std::size_t n_pos,
                  std::size_t head_dim, float* scores, float* out);
 
+/// Causal attention of the `group` query heads that share one kv head, for n_q consecutive
+/// query tokens: query i (row i of q, at q_stride floats) sees positions [0, n_pos0 + i) of k
+/// and v (rows at kv_stride floats); its head h (h < group) is q[i * q_stride + h * head_dim]
+/// and goes to out[i * out_stride + h * head_dim]. Keys are taken 16 at a time, transposed
+/// once and used by every query head of the group. `scratch` holds
+/// attend_group_scratch(group, n_q, n_pos0 + n_q - 1, head_dim) floats.
+/// The same scores, softmax and sums as attend_head, in another summation order.
+void attend_group(const float* q, std::size_t q_stride, std::size_t n_q, std::size_t n_pos0, const float* k,
+                  const float* v, std::size_t kv_stride, std::size_t head_dim, std::size_t group, float* scratch,
+                  float* out, std::size_t out_stride);
+std::size_t attend_group_scratch(std::size_t group, std::size_t n_q, std::size_t max_pos, std::size_t head_dim);
+
 /// The FFN gating in place: gate[i] = act(gate[i], up[i]).
 void ffn_activate(model::FfnActivation a, std::span<float> gate, std::span<const float> up);
 

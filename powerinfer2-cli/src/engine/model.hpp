@@ -1,19 +1,47 @@
-// A loaded model: the open GGUF file (weights are views into its mapping), its config,
-// weight views and tokenizer. Non-copyable.
+// A loaded model: the open GGUF file (weights are views into its mapping, or into `packed`),
+// its config, weight views and tokenizer. Non-copyable.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
+#include "common/thread_pool.hpp"
 #include "io/gguf_reader.hpp"
 #include "model/config.hpp"
 #include "model/tokenizer.hpp"
 #include "model/weights.hpp"
+#include "ops/packed.hpp"
 
 namespace powerinfer2::engine {
 
+/// Anonymous memory for repacked weights, mapped (not yet touched) so that transparent huge
+/// pages can back it; move-only.
+class WeightStore {
+ public:
+  WeightStore() = default;
+  explicit WeightStore(std::size_t bytes);  // std::bad_alloc when the OS refuses
+  ~WeightStore();
+  WeightStore(const WeightStore&) = delete;
+  WeightStore& operator=(const WeightStore&) = delete;
+  WeightStore(WeightStore&& o) noexcept;
+  WeightStore& operator=(WeightStore&& o) noexcept;
+
+  std::uint8_t* data() { return data_; }
+  std::size_t size_bytes() const { return size_; }
+
+ private:
+  std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 struct Model {
   /// Opens and validates `path` (IoError / InputError as GgufFile, load_config, load_weights).
-  explicit Model(const std::string& path);
+  /// With `repack` (default: when this build's kernels read rows16 faster), the Q8_0 / Q4_0
+  /// matrices of the layers and the output head are repacked once to the rows16 layout
+  /// (ops/packed.hpp) in `packed`, on `pool` when given, and their pages of the file mapping
+  /// are dropped as each is done, so the weights are held once, not twice.
+  explicit Model(const std::string& path, common::ThreadPool* pool = nullptr, bool repack = ops::rows16_pays());
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -21,6 +49,7 @@ struct Model {
   model::ModelConfig config;
   model::ModelWeights weights;
   model::Tokenizer tokenizer;
+  WeightStore packed;  // the rows16 matrices, one after the other, each 64-byte aligned
 };
 
 }  // namespace powerinfer2::engine

@@ -144,15 +144,25 @@ void GgufWriter::check_tensor(const std::string& name, GgmlType type, const std:
 void GgufWriter::add_tensor(std::string name, GgmlType type, std::vector<std::uint64_t> shape,
                             std::span<const std::uint8_t> data) {
   check_tensor(name, type, shape, data.size());
-  tensors_.push_back(Tensor{std::move(name), type, std::move(shape), data, {}});
+  tensors_.push_back(Tensor{std::move(name), type, std::move(shape), data, {}, {}, data.size()});
 }
 
 void GgufWriter::add_tensor(std::string name, GgmlType type, std::vector<std::uint64_t> shape,
                             std::vector<std::uint8_t>&& data) {
   check_tensor(name, type, shape, data.size());
-  Tensor t{std::move(name), type, std::move(shape), {}, std::move(data)};
+  const std::uint64_t size = data.size();
+  Tensor t{std::move(name), type, std::move(shape), {}, std::move(data), {}, size};
   t.data = t.owned;  // the vector's buffer does not move when the Tensor does
   tensors_.push_back(std::move(t));
+}
+
+void GgufWriter::add_tensor_generated(std::string name, GgmlType type, std::vector<std::uint64_t> shape,
+                                      TensorFill fill) {
+  PWPI_CHECK(fill);
+  // check_tensor rejects a shape without a size before it compares the sizes.
+  const std::uint64_t size = ggml_tensor_bytes(type, shape).value_or(0);
+  check_tensor(name, type, shape, size);
+  tensors_.push_back(Tensor{std::move(name), type, std::move(shape), {}, {}, std::move(fill), size});
 }
 
 void GgufWriter::add_tensor_f32(std::string name, std::vector<std::uint64_t> shape, std::span<const float> data) {
@@ -179,15 +189,29 @@ void GgufWriter::write(std::ostream& out) const {
     for (std::uint64_t ne : t.shape) e.put(ne);
     e.put(static_cast<std::uint32_t>(t.type));
     e.put(offset);
-    offset = align_up(offset + t.data.size(), alignment);
+    offset = align_up(offset + t.size_bytes, alignment);
   }
   e.bytes().resize(align_up(e.bytes().size(), alignment), '\0');
   out.write(e.bytes().data(), static_cast<std::streamsize>(e.bytes().size()));
 
   static const char zeros[64] = {};
+  std::vector<std::uint8_t> generated;  // one buffer for every generated tensor
   for (const Tensor& t : tensors_) {
-    if (!t.data.empty()) out.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
-    for (std::uint64_t pad = align_up(t.data.size(), alignment) - t.data.size(); pad > 0;) {
+    std::span<const std::uint8_t> data = t.data;
+    if (t.fill) {
+      if (generated.size() < t.size_bytes) {  // first use: size it for the largest
+        std::uint64_t largest = 0;
+        for (const Tensor& u : tensors_)
+          if (u.fill) largest = std::max(largest, u.size_bytes);
+        generated.resize(static_cast<std::size_t>(largest));
+      }
+      const std::span<std::uint8_t> buffer(generated.data(), static_cast<std::size_t>(t.size_bytes));
+      t.fill(buffer);
+      data = buffer;
+    }
+    if (!data.empty()) out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    if (!out) return;  // the caller checks the stream (a full disk fails here, not 14 GB later)
+    for (std::uint64_t pad = align_up(data.size(), alignment) - data.size(); pad > 0;) {
       const std::uint64_t n = std::min<std::uint64_t>(pad, sizeof zeros);
       out.write(zeros, static_cast<std::streamsize>(n));
       pad -= n;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <iosfwd>
 #include <span>
@@ -73,6 +74,14 @@ class GgufWriter {
   /// An F32 tensor from floats the caller keeps alive until write() returns.
   void add_tensor_f32(std::string name, std::vector<std::uint64_t> shape, std::span<const float> data);
 
+  /// Fills a tensor's bytes: receives a buffer of exactly the bytes the type and shape need
+  /// and must write every one of them (the buffer is reused and holds older bytes).
+  using TensorFill = std::function<void(std::span<std::uint8_t> bytes)>;
+  /// A tensor whose bytes are produced while the file is written, so that a model larger
+  /// than memory streams out tensor by tensor: write() calls `fill` once, in tensor order,
+  /// with one buffer the size of the largest such tensor. Checks as add_tensor.
+  void add_tensor_generated(std::string name, GgmlType type, std::vector<std::uint64_t> shape, TensorFill fill);
+
   std::size_t tensor_count() const { return tensors_.size(); }
 
   /// Writes the file through common::AtomicOutput (temporary + rename); IoError on failure.
@@ -87,6 +96,8 @@ class GgufWriter {
     std::vector<std::uint64_t> shape;
     std::span<const std::uint8_t> data;
     std::vector<std::uint8_t> owned;  // data points here when the writer owns the bytes
+    TensorFill fill;                  // set for generated tensors (data is then empty)
+    std::uint64_t size_bytes = 0;
   };
   void check_tensor(const std::string& name, GgmlType type, const std::vector<std::uint64_t>& shape,
                     std::size_t data_bytes) const;

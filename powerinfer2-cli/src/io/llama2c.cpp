@@ -14,6 +14,7 @@
 #include "common/errors.hpp"
 #include "common/file_io.hpp"
 #include "io/gguf_writer.hpp"
+#include "io/spm_vocab.hpp"
 
 namespace powerinfer2::io {
 
@@ -268,9 +269,6 @@ Llama2cVocab read_llama2c_tokenizer(const std::string& path, std::size_t expecte
 
 namespace {
 
-// llama.cpp's token types, as stored in tokenizer.ggml.token_type.
-constexpr std::int32_t kTypeNormal = 1, kTypeUnknown = 2, kTypeControl = 3, kTypeByte = 6;
-
 bool is_byte_piece(const std::string& s) {
   auto hex = [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'F') || (ch >= 'a' && ch <= 'f'); };
   return s.size() == 6 && s.compare(0, 3, "<0x") == 0 && hex(s[3]) && hex(s[4]) && s[5] == '>';
@@ -288,19 +286,19 @@ Llama2cConfig import_llama2c(const std::string& checkpoint_path, const std::stri
   Llama2cVocab vocab = read_llama2c_tokenizer(tokenizer_path, static_cast<std::size_t>(c.vocab_size), checkpoint_path);
 
   // The vocabulary as SentencePiece stores it: "▁" for spaces, plain <s> and </s>.
-  std::vector<std::int32_t> types(vocab.pieces.size(), kTypeNormal);
+  std::vector<std::int32_t> types(vocab.pieces.size(), token_type::normal);
   for (std::size_t i = 0; i < vocab.pieces.size(); ++i) {
     std::string& piece = vocab.pieces[i];
     if (i == kUnkId) {
       piece = "<unk>";
-      types[i] = kTypeUnknown;
+      types[i] = token_type::unknown;
     } else if (i == kBosId || i == kEosId) {
       piece = i == kBosId ? "<s>" : "</s>";
-      types[i] = kTypeControl;
+      types[i] = token_type::control;
     } else if (piece.empty()) {
-      types[i] = kTypeControl;
+      types[i] = token_type::control;
     } else if (is_byte_piece(piece)) {
-      types[i] = kTypeByte;
+      types[i] = token_type::byte;
     }
     std::string escaped;
     escaped.reserve(piece.size());
@@ -325,15 +323,14 @@ Llama2cConfig import_llama2c(const std::string& checkpoint_path, const std::stri
   w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f);  // run.c's rmsnorm
   w.set("llama.rope.dimension_count", static_cast<std::uint32_t>(c.head_size()));
   w.set("llama.rope.freq_base", 10000.0f);
-  w.set("tokenizer.ggml.model", "llama");
-  w.set_array("tokenizer.ggml.tokens", std::move(vocab.pieces));
-  w.set_array("tokenizer.ggml.scores", std::move(vocab.scores));
-  w.set_array("tokenizer.ggml.token_type", std::move(types));
-  w.set("tokenizer.ggml.bos_token_id", kBosId);
-  w.set("tokenizer.ggml.eos_token_id", kEosId);
-  w.set("tokenizer.ggml.unknown_token_id", kUnkId);
-  w.set("tokenizer.ggml.add_bos_token", true);
-  w.set("tokenizer.ggml.add_eos_token", false);
+  SpmVocab spm;
+  spm.tokens = std::move(vocab.pieces);
+  spm.scores = std::move(vocab.scores);
+  spm.types = std::move(types);
+  spm.bos_id = kBosId;
+  spm.eos_id = kEosId;
+  spm.unk_id = kUnkId;
+  set_spm_vocab(w, std::move(spm));
 
   // Tensors in the usual GGUF order (embedding, blocks 0.., final norm, classifier), each a
   // view into the mapped checkpoint; the file order inside a block is kept.

@@ -27,9 +27,7 @@ std::size_t matvec_grain(std::size_t n_rows, std::size_t n_threads) {
 }
 
 // Calls body(chunk, thread_index) for every chunk in [0, n_chunks), chunks claimed
-// dynamically by the pool's threads. The region's std::function holds a single pointer, so
-// it lives in std::function's inline buffer: nothing is allocated (ThreadPool::parallel_for's
-// closure is too large for that buffer and goes to the heap on every call).
+// dynamically by the pool's threads. Nothing is allocated.
 template <class Body>
 void for_chunks(common::ThreadPool& pool, std::size_t n_chunks, Body&& body) {
   if (n_chunks == 0) return;
@@ -208,19 +206,26 @@ Q8Act token_act(const Q8Act& a, std::size_t t, std::size_t nb, std::size_t sprea
 
 bool is_quantized(GgmlType t) { return t == GgmlType::Q8_0 || t == GgmlType::Q4_0; }
 
-// Row-by-token dot products: each thread takes chunks of rows and runs every token over
-// them while they are in cache.
-void matmul_dots(const WeightMatrix& w, const float* x, const Q8Act& a, std::size_t n_tok, float* y,
-                 common::ThreadPool& pool, const Workspace& ws) {
+// Row-by-token dot products over rows [r0, r1): every token runs over the rows while they
+// are in cache.
+void dots_chunk(const WeightMatrix& w, const float* x, const Q8Act& a, std::size_t n_tok, float* y, std::size_t r0,
+                std::size_t r1, std::size_t spread_stride) {
   const std::size_t nb = w.n_cols / kQK;
-  const std::size_t spread_stride = WorkspaceAccess::spread_stride(ws);
-  const std::size_t grain = std::min<std::size_t>(matvec_grain(w.n_rows, pool.size()), 32);
-  for_ranges(pool, w.n_rows, grain, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t t = 0; t < n_tok; ++t) {
-      const Q8Act at = is_quantized(w.type) ? token_act(a, t, nb, spread_stride) : Q8Act{};
-      for (std::size_t r = r0; r < r1; ++r) y[t * w.n_rows + r] = row_dot(w, r, x + t * w.n_cols, at);
-    }
-  });
+  for (std::size_t t = 0; t < n_tok; ++t) {
+    const Q8Act at = is_quantized(w.type) ? token_act(a, t, nb, spread_stride) : Q8Act{};
+    for (std::size_t r = r0; r < r1; ++r) y[t * w.n_rows + r] = row_dot(w, r, x + t * w.n_cols, at);
+  }
+}
+
+// One token over rows [r0, r1), prefetching kPrefetchBytes ahead within the chunk.
+void matvec_chunk(const WeightMatrix& w, const float* x, const Q8Act& a, float* y, std::size_t r0, std::size_t r1) {
+  const std::size_t row_bytes = w.row_bytes();
+  const std::uint8_t* end = row_ptr(w, r1);
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::uint8_t* p = row_ptr(w, r) + kPrefetchBytes;
+    for (const std::uint8_t* q = std::min(p + row_bytes, end); p < q; p += 64) __builtin_prefetch(p, 0, 3);
+    y[r] = row_dot(w, r, x, a);
+  }
 }
 
 #if defined(PWPI_OPS_AVX512)
@@ -254,7 +259,7 @@ void rows16_kernel(const std::uint8_t* group, std::size_t nb, const std::int8_t*
     const std::uint8_t* pair = group + (b / 2) * kPairBytes;
     const std::uint8_t* vec = pair + (b % 2) * kVecs * 64;
     if constexpr (RN == 1) {  // matvec: the weights stream from memory once
-      unroll<kVecs>([&](auto k) { _mm_prefetch(reinterpret_cast<const char*>(vec + kPrefetchBytes + 64 * k), _MM_HINT_T0); });
+      for (std::size_t k = 0; k < kVecs; ++k) __builtin_prefetch(vec + kPrefetchBytes + 64 * k, 0, 3);
     }
     __m512i g[8];
     if constexpr (kQ4) {
@@ -349,66 +354,19 @@ const std::int32_t* bias_init(GgmlType type, const Q8Act& a, std::size_t n_tok, 
   return init;
 }
 
-// A rows16 matrix times n_tok quantized tokens: chunks of groups over the threads.
-void product_rows16(const WeightMatrix& w, const Q8Act& a, std::size_t n_tok, float* y, common::ThreadPool& pool,
-                    Workspace& ws) {
-  const std::size_t nb = w.n_cols / kQK;
-  const std::int32_t* init = bias_init(w.type, a, n_tok, nb, ws);
-  const std::size_t n_groups = (w.n_rows + kRows16 - 1) / kRows16;
-  // matvec: about 8 chunks per thread; matmul: 4 groups, so a token tile's activations
-  // are reused over 64 rows.
-  const std::size_t grain = n_tok == 1 ? std::max<std::size_t>(1, n_groups / (8 * pool.size())) : 4;
-  const auto* groups = static_cast<const std::uint8_t*>(w.data);
-  for_ranges(pool, n_groups, grain, [&](std::size_t g0, std::size_t g1) {
-    rows16_groups(w.type, groups, w.n_rows, nb, g0, g1, a, init, n_tok, y, w.n_rows);
-  });
-}
-
 #if defined(PWPI_OPS_AVX512)
-// A GGUF-layout Q8_0 / Q4_0 matrix times n_tok >= kGemmMinTokens tokens: each chunk of
-// 64 rows is repacked to rows16 in the thread's scratch, then run as above.
-void matmul_q_packed(const WeightMatrix& w, const Q8Act& a, std::size_t n_tok, float* y, common::ThreadPool& pool,
-                     Workspace& ws) {
+// GGUF-layout Q8_0 / Q4_0 rows [r0, r0 + 64) times n_tok >= kGemmMinTokens tokens: repacked
+// to rows16 in the thread's scratch, then run as a rows16 matrix.
+void q_packed_chunk(const WeightMatrix& w, const Q8Act& a, const std::int32_t* init, std::size_t n_tok, float* y,
+                    std::size_t r0, std::uint8_t* scratch) {
   const std::size_t nb = w.n_cols / kQK;
-  const std::int32_t* init = bias_init(w.type, a, n_tok, nb, ws);
-  const std::size_t n_chunks = (w.n_rows + kQChunkRows - 1) / kQChunkRows;
-  for_chunks(pool, n_chunks, [&](std::size_t c, std::size_t thread_index) {
-    std::uint8_t* scratch = WorkspaceAccess::scratch(ws, thread_index);
-    const std::size_t r0 = c * kQChunkRows;
-    const std::size_t rows = std::min(kQChunkRows, w.n_rows - r0);
-    const WeightMatrix chunk{w.type, row_ptr(w, r0), rows, w.n_cols};
-    pack_rows16(chunk, scratch);
-    rows16_groups(w.type, scratch, rows, nb, 0, (rows + kRows16 - 1) / kRows16, a, init, n_tok, y + r0, w.n_rows);
-  });
+  const std::size_t rows = std::min(kQChunkRows, w.n_rows - r0);
+  const WeightMatrix chunk{w.type, row_ptr(w, r0), rows, w.n_cols};
+  pack_rows16(chunk, scratch);
+  rows16_groups(w.type, scratch, rows, nb, 0, (rows + kRows16 - 1) / kRows16, a, init, n_tok, y + r0, w.n_rows);
 }
 
 // --- F32 / F16 weights: packed 64-row panels x F32 activations ------------------------------
-
-// Transposes 16 vectors of 16 floats in place (r[i][k] -> r[k][i]): 4 rounds of 16 shuffles.
-inline void transpose16(__m512 r[16]) {
-  __m512 a[16];
-  for (int i = 0; i < 8; ++i) {  // 32-bit interleave of row pairs, within 128-bit lanes
-    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  __m512 b[16];  // b[4q + c], lane j: column 4j + c of rows 4q..4q+3
-  for (int q = 0; q < 4; ++q) {
-    const __m512d a0 = _mm512_castps_pd(a[4 * q]), a1 = _mm512_castps_pd(a[4 * q + 1]);
-    const __m512d a2 = _mm512_castps_pd(a[4 * q + 2]), a3 = _mm512_castps_pd(a[4 * q + 3]);
-    b[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-    b[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-    b[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-    b[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-  }
-  for (int c = 0; c < 4; ++c) {  // gather lane j of b[c], b[4 + c], b[8 + c], b[12 + c]
-    const __m512 c1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), c2 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xee);
-    const __m512 c3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44), c4 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xee);
-    r[c] = _mm512_shuffle_f32x4(c1, c3, 0x88);
-    r[4 + c] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
-    r[8 + c] = _mm512_shuffle_f32x4(c2, c4, 0x88);
-    r[12 + c] = _mm512_shuffle_f32x4(c2, c4, 0xdd);
-  }
-}
 
 // Packs inputs [k0, k0 + kc) of rows [r0, r0 + n_valid) as panel[k][64] (F16 widened to
 // F32), 16 x 16 tiles at a time; missing rows are zero.
@@ -430,7 +388,7 @@ void pack_f_panel(const WeightMatrix& w, std::size_t r0, std::size_t n_valid, st
           r[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h));
         }
       }
-      transpose16(r);
+      simd::transpose16(r);
       for (std::size_t k = 0; k < nk; ++k) _mm512_store_ps(panel + (kb + k) * kFChunkRows + 16 * g, r[k]);
     }
   }
@@ -474,22 +432,17 @@ constexpr std::array<FKernel, sizeof...(I)> f_kernels(std::index_sequence<I...>)
 }
 constexpr auto kFKernels = f_kernels(std::make_index_sequence<kFTokenTile>{});
 
-void matmul_f_packed(const WeightMatrix& w, const float* x, std::size_t n_tok, float* y, common::ThreadPool& pool,
-                     Workspace& ws) {
-  const std::size_t n_chunks = (w.n_rows + kFChunkRows - 1) / kFChunkRows;
-  for_chunks(pool, n_chunks, [&](std::size_t c, std::size_t thread_index) {
-    auto* panel = reinterpret_cast<float*>(WorkspaceAccess::scratch(ws, thread_index));
-    const std::size_t r0 = c * kFChunkRows;
-    const std::size_t rows = std::min(kFChunkRows, w.n_rows - r0);
-    for (std::size_t k0 = 0; k0 < w.n_cols; k0 += kFKc) {
-      const std::size_t kc = std::min(kFKc, w.n_cols - k0);
-      pack_f_panel(w, r0, rows, k0, kc, panel);
-      for (std::size_t t0 = 0; t0 < n_tok; t0 += kFTokenTile) {
-        const std::size_t nt = std::min(kFTokenTile, n_tok - t0);
-        kFKernels[nt - 1](panel, kc, x + t0 * w.n_cols + k0, w.n_cols, y + t0 * w.n_rows + r0, w.n_rows, k0 > 0, rows);
-      }
+// F32 / F16 rows [r0, r0 + 64) times n_tok tokens, kFKc inputs at a time through a panel.
+void f_packed_chunk(const WeightMatrix& w, const float* x, std::size_t n_tok, float* y, std::size_t r0, float* panel) {
+  const std::size_t rows = std::min(kFChunkRows, w.n_rows - r0);
+  for (std::size_t k0 = 0; k0 < w.n_cols; k0 += kFKc) {
+    const std::size_t kc = std::min(kFKc, w.n_cols - k0);
+    pack_f_panel(w, r0, rows, k0, kc, panel);
+    for (std::size_t t0 = 0; t0 < n_tok; t0 += kFTokenTile) {
+      const std::size_t nt = std::min(kFTokenTile, n_tok - t0);
+      kFKernels[nt - 1](panel, kc, x + t0 * w.n_cols + k0, w.n_cols, y + t0 * w.n_rows + r0, w.n_rows, k0 > 0, rows);
     }
-  });
+  }
 }
 
 #endif  // PWPI_OPS_AVX512
@@ -504,45 +457,144 @@ void check_sizes(const WeightMatrix& w, std::size_t x_size, std::size_t n_tok, s
 
 }  // namespace
 
+namespace {
+
+// How one product is computed, chosen by layout, type and token count.
+enum class Path : std::uint8_t {
+  matvec_rows,  // one token, row dot products (GGUF layout)
+  dots,         // a few tokens, row-by-token dot products
+  rows16,       // rows16 layout, 1..kQTokenTile tokens per kernel call
+  q_packed,     // Q8_0 / Q4_0 GGUF rows repacked to rows16 per chunk (AVX-512)
+  f_packed,     // F32 / F16 rows packed into panels per chunk (AVX-512)
+};
+
+Path choose_path(const WeightMatrix& w, std::size_t n_tok) {
+  if (w.layout == WeightLayout::rows16) return Path::rows16;
+  if (n_tok == 1) return Path::matvec_rows;
+#if defined(PWPI_OPS_AVX512)
+  if (n_tok >= kGemmMinTokens) return is_quantized(w.type) ? Path::q_packed : Path::f_packed;
+#endif
+  return Path::dots;
+}
+
+// Rows per chunk handed to a thread.
+std::size_t path_grain(Path path, const WeightMatrix& w, std::size_t n_tok, std::size_t n_threads) {
+  switch (path) {
+    case Path::matvec_rows: return matvec_grain(w.n_rows, n_threads);
+    case Path::dots: return std::min<std::size_t>(matvec_grain(w.n_rows, n_threads), 32);
+    case Path::rows16: {
+      // matvec: about 8 chunks per thread; matmul: 4 groups, so a token tile's activations
+      // are reused over 64 rows.
+      const std::size_t n_groups = (w.n_rows + kRows16 - 1) / kRows16;
+      return kRows16 * (n_tok == 1 ? std::max<std::size_t>(1, n_groups / (8 * n_threads)) : 4);
+    }
+#if defined(PWPI_OPS_AVX512)
+    case Path::q_packed: return kQChunkRows;
+    case Path::f_packed: return kFChunkRows;
+#else
+    default: break;
+#endif
+  }
+  PWPI_CHECK_MSG(false, "no such product path in this build");
+  return 1;
+}
+
+// One product of a region: its matrix, output, path and chunking.
+struct Job {
+  const WeightMatrix* w;
+  float* y;
+  Path path;
+  std::size_t grain, n_chunks;
+};
+
+// What the jobs of a region share: the input (F32 and quantized), the rows16 sum starts.
+struct Input {
+  const float* x;
+  Q8Act a;
+  const std::int32_t* init;  // -bias * block sums (rows16 and q_packed paths)
+  std::size_t n_tok;
+  std::size_t spread_stride;
+};
+
+void run_chunk(const Job& j, const Input& in, std::size_t c, std::size_t thread_index, Workspace& ws) {
+  const WeightMatrix& w = *j.w;
+  const std::size_t r0 = c * j.grain, r1 = std::min(w.n_rows, r0 + j.grain);
+  switch (j.path) {
+    case Path::matvec_rows: return matvec_chunk(w, in.x, in.a, j.y, r0, r1);
+    case Path::dots: return dots_chunk(w, in.x, in.a, in.n_tok, j.y, r0, r1, in.spread_stride);
+    case Path::rows16:
+      return rows16_groups(w.type, static_cast<const std::uint8_t*>(w.data), w.n_rows, w.n_cols / kQK, r0 / kRows16,
+                           (r1 + kRows16 - 1) / kRows16, in.a, in.init, in.n_tok, j.y, w.n_rows);
+#if defined(PWPI_OPS_AVX512)
+    case Path::q_packed:
+      return q_packed_chunk(w, in.a, in.init, in.n_tok, j.y, r0, WorkspaceAccess::scratch(ws, thread_index));
+    case Path::f_packed:
+      return f_packed_chunk(w, in.x, in.n_tok, j.y, r0,
+                            reinterpret_cast<float*>(WorkspaceAccess::scratch(ws, thread_index)));
+#endif
+    default: break;
+  }
+  (void)thread_index;
+  (void)ws;
+}
+
+constexpr std::size_t kMaxJobs = 8;
+
+// The products of `ps` (same type and n_cols) over one input, in one parallel region.
+void run_products(std::span<const Product> ps, std::span<const float> x, std::size_t n_tok, common::ThreadPool& pool,
+                  Workspace& ws) {
+  PWPI_CHECK(!ps.empty() && ps.size() <= kMaxJobs);
+  const WeightMatrix& w0 = *ps[0].w;
+  std::array<Job, kMaxJobs> jobs{};
+  std::size_t n_chunks = 0;
+  bool uses_init = false;
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    const WeightMatrix& w = *ps[i].w;
+    check_sizes(w, x.size(), n_tok, ps[i].y.size());
+    PWPI_CHECK_MSG(w.type == w0.type && w.n_cols == w0.n_cols, "products of one region share type and input width");
+    const Path path = choose_path(w, n_tok);
+    const std::size_t grain = path_grain(path, w, n_tok, pool.size());
+    jobs[i] = Job{&w, ps[i].y.data(), path, grain, (w.n_rows + grain - 1) / grain};
+    n_chunks += jobs[i].n_chunks;
+    uses_init = uses_init || path == Path::rows16 || path == Path::q_packed;
+  }
+  if (n_chunks == 0) return;
+  WorkspaceAccess::check_threads(ws, pool);
+  Input in{x.data(), Q8Act{}, nullptr, n_tok, WorkspaceAccess::spread_stride(ws)};
+  if (is_quantized(w0.type)) in.a = WorkspaceAccess::quantize(ws, x.data(), n_tok, w0.n_cols, n_tok > 1 ? &pool : nullptr);
+  if (uses_init) in.init = bias_init(w0.type, in.a, n_tok, w0.n_cols / kQK, ws);
+  const std::size_t n_jobs = ps.size();
+  for_chunks(pool, n_chunks, [&](std::size_t c, std::size_t thread_index) {
+    std::size_t i = 0;
+    while (c >= jobs[i].n_chunks && i + 1 < n_jobs) c -= jobs[i++].n_chunks;
+    run_chunk(jobs[i], in, c, thread_index, ws);
+  });
+}
+
+}  // namespace
+
 void matvec(const WeightMatrix& w, std::span<const float> x, std::span<float> y, common::ThreadPool& pool,
             Workspace& ws) {
   check_sizes(w, x.size(), 1, y.size());
-  if (w.n_rows == 0) return;
-  Q8Act a;
-  if (is_quantized(w.type)) a = WorkspaceAccess::quantize(ws, x.data(), 1, w.n_cols, nullptr);
-  if (w.layout == WeightLayout::rows16) return product_rows16(w, a, 1, y.data(), pool, ws);
-  const float* xp = x.data();
-  float* yp = y.data();
-  const std::size_t row_bytes = w.row_bytes();
-  for_ranges(pool, w.n_rows, matvec_grain(w.n_rows, pool.size()), [&](std::size_t r0, std::size_t r1) {
-    const std::uint8_t* end = row_ptr(w, r1);  // prefetch within the chunk only
-    for (std::size_t r = r0; r < r1; ++r) {
-      const std::uint8_t* p = row_ptr(w, r) + kPrefetchBytes;
-      for (const std::uint8_t* q = std::min(p + row_bytes, end); p < q; p += 64) __builtin_prefetch(p, 0, 3);
-      yp[r] = row_dot(w, r, xp, a);
-    }
-  });
+  const Product p{&w, y};
+  run_products({&p, 1}, x, 1, pool, ws);
 }
 
 void matmul(const WeightMatrix& w, std::span<const float> x, std::size_t n_tok, std::span<float> y,
             common::ThreadPool& pool, Workspace& ws) {
   check_sizes(w, x.size(), n_tok, y.size());
-  if (n_tok == 0 || w.n_rows == 0) return;
-  if (n_tok == 1) return matvec(w, x, y, pool, ws);
-  WorkspaceAccess::check_threads(ws, pool);
-  Q8Act a;
-  if (is_quantized(w.type)) a = WorkspaceAccess::quantize(ws, x.data(), n_tok, w.n_cols, &pool);
-  if (w.layout == WeightLayout::rows16) return product_rows16(w, a, n_tok, y.data(), pool, ws);
-#if defined(PWPI_OPS_AVX512)
-  if (n_tok >= kGemmMinTokens) {
-    if (is_quantized(w.type))
-      matmul_q_packed(w, a, n_tok, y.data(), pool, ws);
-    else
-      matmul_f_packed(w, x.data(), n_tok, y.data(), pool, ws);
-    return;
-  }
-#endif
-  matmul_dots(w, x.data(), a, n_tok, y.data(), pool, ws);
+  if (n_tok == 0) return;
+  const Product p{&w, y};
+  run_products({&p, 1}, x, n_tok, pool, ws);
+}
+
+void products(std::span<const Product> ps, std::span<const float> x, std::size_t n_tok, common::ThreadPool& pool,
+              Workspace& ws) {
+  if (ps.empty() || n_tok == 0) return;
+  bool shared = ps.size() <= kMaxJobs;
+  for (const Product& p : ps) shared = shared && p.w->type == ps[0].w->type && p.w->n_cols == ps[0].w->n_cols;
+  if (shared) return run_products(ps, x, n_tok, pool, ws);
+  for (const Product& p : ps) matmul(*p.w, x, n_tok, p.y, pool, ws);
 }
 
 namespace ref {

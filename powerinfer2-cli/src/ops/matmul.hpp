@@ -80,6 +80,18 @@ void matvec(const WeightMatrix& w, std::span<const float> x, std::span<float> y,
 void matmul(const WeightMatrix& w, std::span<const float> x, std::size_t n_tok, std::span<float> y,
             common::ThreadPool& pool, Workspace& ws);
 
+/// One product of products(): y[n_tok][w->n_rows] = x W^T.
+struct Product {
+  const WeightMatrix* w;
+  std::span<float> y;
+};
+
+/// Several products of one input (q, k, v; gate, up), in one parallel region with the input
+/// quantized once, when all matrices have the same type and n_cols (else one after another).
+/// Each result is as matmul's.
+void products(std::span<const Product> ps, std::span<const float> x, std::size_t n_tok, common::ThreadPool& pool,
+              Workspace& ws);
+
 namespace ref {
 /// Single-threaded scalar products over the ref:: dot products (activations quantized by
 /// ref::quantize_act_q8 for Q8_0 / Q4_0), allocating as they please.

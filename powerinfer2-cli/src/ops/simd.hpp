@@ -24,4 +24,33 @@ inline float hsum(__m256 v) {
 }
 #endif
 
+#if defined(PWPI_OPS_AVX512)
+// Transposes 16 vectors of 16 floats in place (r[i][k] -> r[k][i]): 4 rounds of 16 shuffles.
+inline void transpose16(__m512 r[16]) {
+  __m512 a[16];
+  for (int i = 0; i < 8; ++i) {  // 32-bit interleave of row pairs, within 128-bit lanes
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  __m512 b[16];  // b[4q + c], lane j: column 4j + c of rows 4q..4q+3
+  for (int q = 0; q < 4; ++q) {
+    const __m512d a0 = _mm512_castps_pd(a[4 * q]), a1 = _mm512_castps_pd(a[4 * q + 1]);
+    const __m512d a2 = _mm512_castps_pd(a[4 * q + 2]), a3 = _mm512_castps_pd(a[4 * q + 3]);
+    b[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane j of b[c], b[4 + c], b[8 + c], b[12 + c]
+    const __m512 c1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), c2 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xee);
+    const __m512 c3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44), c4 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xee);
+    r[c] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
+    r[8 + c] = _mm512_shuffle_f32x4(c2, c4, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(c2, c4, 0xdd);
+  }
+}
+
+#endif
+
 }  // namespace powerinfer2::ops::simd
