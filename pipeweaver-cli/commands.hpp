@@ -9,11 +9,17 @@ void register_gen_trace(common::CliApp& cli);
 void register_profile(common::CliApp& cli);
 void register_simulate(common::CliApp& cli);
 void register_bench_semu(common::CliApp& cli);
+void register_search(common::CliApp& cli);
+void register_schedule(common::CliApp& cli);
+void register_export(common::CliApp& cli);
 
 inline void register_commands(common::CliApp& cli) {
   register_gen_trace(cli);
   register_profile(cli);
   register_simulate(cli);
+  register_search(cli);
+  register_schedule(cli);
+  register_export(cli);
   register_bench_semu(cli);
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SEMU and cost-model throughput (issue 3): simulated actions per second on a 16-rank,
-# 64-microbatch interleaved 1F1B schedule of the ~37B config, with reuse on and off, and the
-# time to cost (and emulate) a whole 100-batch trace with reuse on vs off.
+# 64-microbatch interleaved 1F1B schedule of the ~37B config, with reuse on and off (one
+# step repeated; candidate layer partitions as a search makes them), and the time to cost
+# (and emulate) a whole 100-batch trace with reuse on vs off. What each line measures:
+# pipeweaver-cli/cmd_bench_semu.cpp.
 # Uses only the project's binaries, bash and /usr/bin/time. Times are CPU time of the
 # benchmarking thread (the machine's cores may be shared); run it twice and take the best.
 #
@@ -31,18 +33,22 @@ echo "bench-semu: lmm-37b on h100-80g-16x, interleaved-1f1b, 2 chunks per rank, 
 # Pull the figures out of the JSON with bash alone (one number per key).
 num() { grep -o "\"$1\": [0-9.e+-]*" "$work/$2" | head -n "${3:-1}" | tail -n 1 | sed 's/.*: //'; }
 section() { awk -v k="\"$1\": {" 'index($0, k) {p = 1} p {print} p && /}/ {exit}' "$work/out.json" > "$work/$1.json"; }
-for s in semu_only reuse_on reuse_on_result_cache reuse_off; do
+for s in semu_only reuse_on reuse_on_result_cache result_cache_miss reuse_off candidates_on candidates_off; do
+  grep -q "\"$s\": {" "$work/out.json" || continue
   section "$s"
-  printf '  %-24s %8.2f M actions/s  (%s us per step)\n' "$s" \
-    "$(awk -v x="$(num actions_per_s "$s.json")" 'BEGIN {print x / 1e6}')" "$(num us_per_step "$s.json" | cut -d. -f1)"
+  per="$(num us_per_step "$s.json" | cut -d. -f1) us per step"
+  [[ $s == candidates_* ]] && per="$(num us_per_candidate "$s.json" | cut -d. -f1) us per candidate, $(num candidates "$s.json") candidates"
+  printf '  %-24s %8.2f M actions/s  (%s)\n' "$s" "$(awk -v x="$(num actions_per_s "$s.json")" 'BEGIN {print x / 1e6}')" "$per"
 done
 awk '/"trace": {/ {p = 1} p {print}' "$work/out.json" > "$work/trace-section.json"
+[[ -s "$work/trace-section.json" ]] || exit 0
 awk '/"reuse_off": {/ {p = 1} p {print} p && /}/ {exit}' "$work/trace-section.json" > "$work/toff.json"
 awk '/"reuse_on": {/ {p = 1} p {print} p && /}/ {exit}' "$work/trace-section.json" > "$work/ton.json"
 echo "  trace of $(num batches trace-section.json) batches:"
-printf '    reuse off: cost %8.1f ms, SEMU %8.1f ms\n' "$(num cost_ms toff.json)" "$(num semu_ms toff.json)"
-printf '    reuse on:  cost %8.1f ms, SEMU %8.1f ms (chunk-cost hit rate %s)\n' "$(num cost_ms ton.json)" \
-  "$(num semu_ms ton.json)" "$(num chunk_hit_rate ton.json)"
+printf '    reuse off: cost %8.1f ms, SEMU %8.1f ms, %6.2f M actions/s\n' "$(num cost_ms toff.json)" "$(num semu_ms toff.json)" \
+  "$(awk -v x="$(num actions_per_s toff.json)" 'BEGIN {print x / 1e6}')"
+printf '    reuse on:  cost %8.1f ms, SEMU %8.1f ms, %6.2f M actions/s (chunk-cost hit rate %.3f)\n' "$(num cost_ms ton.json)" \
+  "$(num semu_ms ton.json)" "$(awk -v x="$(num actions_per_s ton.json)" 'BEGIN {print x / 1e6}')" "$(num chunk_hit_rate ton.json)"
 printf '    speed-up from reuse: costing %.2fx, cost + SEMU %.2fx; identical results: %s\n' \
   "$(num cost_speedup trace-section.json)" "$(num total_speedup trace-section.json)" \
   "$(grep -o '"identical": [a-z]*' "$work/trace-section.json" | sed 's/.*: //')"

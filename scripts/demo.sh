@@ -26,6 +26,15 @@ echo "== pipeweaver-cli: emulate batch 0 under 1F1B and interleaved 1F1B on 16 H
   --trace "$out/video-heavy.jsonl" --batch 0 --schedule interleaved-1f1b --chunks-per-rank 2 \
   --microbatches 32 --chrome-trace "$out/interleaved.trace.json"
 echo "   (open $out/interleaved.trace.json in chrome://tracing or ui.perfetto.dev)"
+echo
+echo "== pipeweaver-cli: search a schedule for each of 20 batches (37B on 8 ranks x 8 replicas, ZeRO-1)"
+echo "   and compare with GPipe, 1F1B, interleaved 1F1B and ZB-H1 under the same emulator"
+"$pw" gen-trace -q --mix configs/mixes/video-heavy.json --model configs/models/lmm-37b.json \
+  --batches 20 --seed 1 -o "$out/video-heavy-20.jsonl"
+"$pw" search --model configs/models/lmm-37b.json --cluster configs/clusters/h100-80g-64x-pp8.json --zero1 \
+  --trace "$out/video-heavy-20.jsonl" --threads 2 -o "$out/schedules.jsonl" --report "$out/report" \
+  --report-batches 0
+echo "   (open $out/report/batch-0.svg in a browser: PipeWeaver's pipeline above the best baseline's)"
 
 echo
 echo "== powerinfer2-cli"

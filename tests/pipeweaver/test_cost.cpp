@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <set>
 
 #include "cost/calibrate.hpp"
@@ -10,6 +11,7 @@
 #include "cost/device_profile.hpp"
 #include "export/chrome_trace.hpp"
 #include "schedule/generators.hpp"
+#include "semu/reference.hpp"
 #include "semu/result_cache.hpp"
 #include "spec/mix.hpp"
 #include "spec/trace_gen.hpp"
@@ -248,6 +250,107 @@ TEST_CASE("pipeweaver cost: reuse on and off agree bit for bit on every batch of
   CHECK(on.stats().temporal_hits > 0);
   CHECK(on.stats().layers_costed < off.stats().layers_costed / 4);
   CHECK(cache.hits() == static_cast<std::int64_t>(batches.size()));
+}
+
+TEST_CASE("pipeweaver cost: reuse is exact on V-shaped placements, reused outputs and recomputation", "[unit]") {
+  // V-shaped placement (stage s on rank s, then back down: stages p - 1 and p share a
+  // rank, so that boundary has no transfer), GPipe order; across two nodes of 16 ranks.
+  struct Case {
+    const char* model;
+    const char* mix;
+    const char* cluster;
+  };
+  const Case c = GENERATE(Case{"models/llava-7b.json", "mixes/llava-instruct.json", "clusters/h100-80g-8x.json"},
+                          Case{"models/lmm-37b.json", "mixes/video-heavy.json", "clusters/h100-80g-16x.json"});
+  INFO(c.model);
+  const spec::ModelSpec model = spec::load_model(config(c.model));
+  const spec::ClusterSpec cluster = spec::load_cluster(config(c.cluster));
+  const auto batches = make_trace(config(c.mix), model, 6, 11);
+  const auto p = static_cast<std::int32_t>(cluster.pipeline_size);
+  const std::int32_t m = 4;
+  schedule::Schedule base;
+  base.n_ranks = p;
+  base.n_microbatches = m;
+  base.chunks = cost::balanced_chunks(model, batches, 2 * p);
+  base.rank_actions.resize(static_cast<std::size_t>(p));
+  for (std::int32_t st = 0; st < 2 * p; ++st) base.chunks[static_cast<std::size_t>(st)].rank = st < p ? st : 2 * p - 1 - st;
+  for (std::int32_t r = 0; r < p; ++r) {
+    auto& acts = base.rank_actions[static_cast<std::size_t>(r)];
+    for (const std::int32_t st : {r, 2 * p - 1 - r})
+      for (std::int32_t mb = 0; mb < m; ++mb) acts.push_back({st, schedule::Op::F, mb});
+    for (const std::int32_t st : {2 * p - 1 - r, r})
+      for (std::int32_t mb = m - 1; mb >= 0; --mb) acts.push_back({st, schedule::Op::B, mb});
+  }
+  REQUIRE_FALSE(schedule::find_problem(base).has_value());
+  const auto chunks = cost::resolve_chunks(model, base, common::Where("gen"), "");
+  for (const bool recompute : {false, true}) {
+    cost::CostOptions o;
+    o.recompute = recompute;
+    cost::CostModel on(model, cluster, o), off(model, cluster, o);
+    off.set_reuse(false);
+    semu::StepCosts reused = semu::StepCosts::zeros(3, 50, 2);  // another shape, garbage inside
+    std::fill(reused.f_ns.begin(), reused.f_ns.end(), -7);
+    std::fill(reused.send_b_ns.begin(), reused.send_b_ns.end(), -7);
+    for (const spec::Batch& b : batches) {
+      const schedule::Schedule s = with_packing(base, model, b);
+      const semu::StepCosts z = off.step_costs(s, chunks, b);
+      on.step_costs(s, chunks, b, reused);
+      for (const auto& [x, y] : {std::pair{&reused.f_ns, &z.f_ns}, {&reused.i_ns, &z.i_ns}, {&reused.w_ns, &z.w_ns},
+                                 {&reused.b_ns, &z.b_ns}, {&reused.send_f_ns, &z.send_f_ns},
+                                 {&reused.send_b_ns, &z.send_b_ns}, {&reused.act_bytes, &z.act_bytes},
+                                 {&reused.act_w_bytes, &z.act_w_bytes}, {&reused.static_bytes, &z.static_bytes},
+                                 {&reused.capacity_bytes, &z.capacity_bytes}})
+        REQUIRE(*x == *y);
+      REQUIRE(reused.n_stages == z.n_stages);
+      // The turn of the V: no transfer; the neighbouring boundaries do transfer.
+      for (std::int32_t mb = 0; mb < m; ++mb) {
+        CHECK(z.send_f_ns[z.at(p - 1, mb)] == 0);
+        CHECK(z.send_b_ns[z.at(p, mb)] == 0);
+        CHECK(z.send_f_ns[z.at(p - 2, mb)] > 0);
+        CHECK(z.send_f_ns[z.at(2 * p - 1, mb)] == 0);  // after the last stage
+        CHECK(z.send_b_ns[z.at(0, mb)] == 0);          // before the first
+      }
+      const semu::Result a = semu::simulate(s, reused), ref = semu::simulate_reference(s, z);
+      REQUIRE(a.step_ns == ref.step_ns);
+      REQUIRE(a.peak_mem_bytes == ref.peak_mem_bytes);
+    }
+    CHECK(on.stats().spatial_hits > 0);
+    // The first batch again: every chunk from the cache (temporal), the same costs.
+    const std::int64_t before = on.stats().temporal_hits, costed = on.stats().layers_costed;
+    const schedule::Schedule s0 = with_packing(base, model, batches[0]);
+    on.step_costs(s0, chunks, batches[0], reused);
+    CHECK(reused.f_ns == off.step_costs(s0, chunks, batches[0]).f_ns);
+    CHECK(on.stats().temporal_hits > before);
+    CHECK(on.stats().layers_costed == costed);
+  }
+}
+
+TEST_CASE("pipeweaver cost: round_ns is llround", "[unit]") {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(-1e7, 1e7);
+  std::vector<double> xs = {0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.49999999999999994, -0.49999999999999994,
+                            4503599627370495.5, 4503599627370496.0, 9007199254740993.0, 1e15 + 0.5, 123456.5};
+  for (int i = 0; i < 100000; ++i) {
+    const double x = u(rng);
+    xs.push_back(x);
+    xs.push_back(std::floor(x) + 0.5);
+  }
+  for (const double x : xs) {
+    INFO(x);
+    REQUIRE(cost::round_ns(x) == std::llround(x));
+  }
+}
+
+TEST_CASE("pipeweaver cost: microbatch loads into a reused vector equal fresh ones", "[unit]") {
+  const spec::ModelSpec model = spec::load_model(config("models/audio-vision-7b.json"));
+  const auto batches = make_trace(config("mixes/audio-image.json"), model, 3, 5);
+  std::vector<cost::ModuleLoad> reused;
+  for (const spec::Batch& b : batches)
+    for (const auto& samples : cost::pack_contiguous(model, b, 8)) {
+      cost::microbatch_loads(model, b, samples, reused);
+      REQUIRE(reused == cost::microbatch_loads(model, b, samples));
+    }
+  CHECK(reused.size() == model.modules.size());
 }
 
 TEST_CASE("pipeweaver cost: device profiles round-trip and interpolate in log space", "[unit]") {

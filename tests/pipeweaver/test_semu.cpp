@@ -1,7 +1,11 @@
 #include "semu/semu.hpp"
 
+#include <random>
+
 #include "schedule/generators.hpp"
 #include "semu/event_queue.hpp"
+#include "semu/reference.hpp"
+#include "semu/result_cache.hpp"
 #include "test_support.hpp"
 
 using namespace pipeweaver;
@@ -39,6 +43,22 @@ TEST_CASE("pipeweaver the event queue pops by time, then by scheduling order", "
   CHECK(order == std::vector<int>{2, 4, 1, 3});
   CHECK(times == std::vector<std::int64_t>{3, 3, 5, 5});
   CHECK_THROWS_AS(q.schedule(4, 9), common::InternalError);  // the past
+}
+
+TEST_CASE("pipeweaver the event queue orders an event by the number taken when it was announced", "[unit]") {
+  semu::EventQueue<int> q;
+  const std::uint32_t early = q.take_seq();  // 0
+  q.schedule(5, 1);                          // 1
+  (void)q.take_seq();                        // 2: taken, never scheduled
+  q.schedule(5, 2);                          // 3
+  q.schedule_taken(5, early, 3);
+  q.schedule(4, 4);                          // 4
+  std::vector<int> order;
+  while (!q.empty()) order.push_back(q.step().payload);
+  CHECK(order == std::vector<int>{4, 3, 1, 2});
+  q.clear();
+  CHECK(q.take_seq() == 0);
+  CHECK(q.now() == 0);
 }
 
 TEST_CASE("pipeweaver GPipe and 1F1B match the closed form (m + p - 1)(tf + tb)", "[unit]") {
@@ -152,4 +172,151 @@ TEST_CASE("pipeweaver SEMU is deterministic", "[unit]") {
     CHECK(a.timeline[i].start_ns == b.timeline[i].start_ns);
     CHECK(a.timeline[i].action == b.timeline[i].action);
   }
+}
+
+namespace {
+
+// A zero-bubble-style variant of a schedule: every B becomes I, and its W follows either at
+// once or at the end of the rank's order.
+schedule::Schedule split_backward(schedule::Schedule s, bool w_at_end) {
+  for (auto& actions : s.rank_actions) {
+    std::vector<schedule::Action> out, tail;
+    for (const auto& a : actions) {
+      if (a.op != Op::B) {
+        out.push_back(a);
+        continue;
+      }
+      out.push_back({a.stage, Op::I, a.microbatch});
+      (w_at_end ? tail : out).push_back({a.stage, Op::W, a.microbatch});
+    }
+    out.insert(out.end(), tail.begin(), tail.end());
+    actions = out;
+  }
+  return s;
+}
+
+// Random costs in [0, max_ns]: small ranges make many events tie.
+semu::StepCosts random_costs(const schedule::Schedule& s, std::mt19937_64& rng, std::int64_t max_ns) {
+  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  std::uniform_int_distribution<std::int64_t> t(0, max_ns), bytes(0, 1000);
+  for (std::size_t i = 0; i < c.f_ns.size(); ++i) {
+    c.f_ns[i] = t(rng);
+    c.i_ns[i] = t(rng);
+    c.w_ns[i] = t(rng);
+    c.b_ns[i] = c.i_ns[i] + c.w_ns[i];
+    c.send_f_ns[i] = t(rng);
+    c.send_b_ns[i] = t(rng);
+    c.act_w_bytes[i] = bytes(rng);
+    c.act_bytes[i] = c.act_w_bytes[i] + bytes(rng);
+  }
+  for (auto& b : c.static_bytes) b = bytes(rng);
+  for (auto& b : c.capacity_bytes) b = 1500 + bytes(rng);
+  return c;
+}
+
+void require_same(const semu::Result& a, const semu::Result& b) {
+  REQUIRE(a.step_ns == b.step_ns);
+  REQUIRE(a.busy_ns == b.busy_ns);
+  REQUIRE(a.idle_ns == b.idle_ns);
+  REQUIRE(a.bubble_ratio == b.bubble_ratio);
+  REQUIRE(a.p2p_ns == b.p2p_ns);
+  REQUIRE(a.n_transfers == b.n_transfers);
+  REQUIRE(a.peak_mem_bytes == b.peak_mem_bytes);
+  REQUIRE(a.peak_act_microbatches == b.peak_act_microbatches);
+  REQUIRE(a.exceeds_memory == b.exceeds_memory);
+  REQUIRE(a.n_actions == b.n_actions);
+  REQUIRE(a.timeline.size() == b.timeline.size());
+  for (std::size_t i = 0; i < a.timeline.size(); ++i) {
+    const auto &x = a.timeline[i], &y = b.timeline[i];
+    INFO("timeline event " << i);
+    REQUIRE(x.kind == y.kind);
+    REQUIRE(x.rank == y.rank);
+    REQUIRE(x.peer_rank == y.peer_rank);
+    REQUIRE(x.action == y.action);
+    REQUIRE(x.start_ns == y.start_ns);
+    REQUIRE(x.end_ns == y.end_ns);
+  }
+  REQUIRE(a.memory.size() == b.memory.size());
+  for (std::size_t i = 0; i < a.memory.size(); ++i) {
+    REQUIRE(a.memory[i].rank == b.memory[i].rank);
+    REQUIRE(a.memory[i].time_ns == b.memory[i].time_ns);
+    REQUIRE(a.memory[i].bytes == b.memory[i].bytes);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("pipeweaver SEMU agrees exactly with the reference event loop", "[unit]") {
+  // Generators x sizes x cost ranges (tiny ranges: many ties and zero-time passes), B whole
+  // and split into I + W, timeline on and off; one workspace reused across all sizes.
+  std::mt19937_64 rng(12345);
+  semu::Workspace workspace;
+  std::int64_t cases = 0, tied_transfers = 0;
+  for (const std::int32_t p : {1, 2, 3, 4, 8}) {
+    for (const std::int32_t m : {1, 2, 5, 8, 16}) {
+      std::vector<schedule::Schedule> schedules = {schedule::gpipe(p, m, schedule::uniform_chunks("llm", p, 1)),
+                                                   schedule::one_f_one_b(p, m, schedule::uniform_chunks("llm", p, 1))};
+      if (m % p == 0)
+        for (const std::int32_t v : {2, 3})
+          schedules.push_back(schedule::interleaved_1f1b(p, m, schedule::uniform_chunks("llm", p * v, 1)));
+      const std::size_t n_base = schedules.size();
+      for (std::size_t i = 0; i < n_base; ++i)
+        for (const bool w_at_end : {false, true}) schedules.push_back(split_backward(schedules[i], w_at_end));
+      for (const auto& s : schedules) {
+        REQUIRE_FALSE(schedule::find_problem(s).has_value());
+        for (const std::int64_t max_ns : {0, 2, 5, 1000}) {
+          const semu::StepCosts c = random_costs(s, rng, max_ns);
+          for (const bool timeline : {false, true}) {
+            INFO("p=" << p << " m=" << m << " stages=" << s.n_stages() << " max_ns=" << max_ns << " timeline=" << timeline);
+            const semu::Result ref = semu::simulate_reference(s, c, {.record_timeline = timeline});
+            require_same(semu::simulate(s, c, {.record_timeline = timeline}, workspace), ref);
+            require_same(semu::simulate(s, c, {.record_timeline = timeline}), ref);
+            ++cases;
+            if (timeline)
+              for (std::size_t k = 1; k < ref.timeline.size(); ++k)
+                if (ref.timeline[k].kind == semu::TimelineEvent::Kind::transfer &&
+                    ref.timeline[k - 1].kind == semu::TimelineEvent::Kind::transfer &&
+                    ref.timeline[k].start_ns == ref.timeline[k - 1].start_ns)
+                  ++tied_transfers;
+          }
+        }
+      }
+    }
+  }
+  CHECK(cases > 500);
+  CHECK(tied_transfers > 100);  // the tie-breaking order was exercised
+}
+
+TEST_CASE("pipeweaver the SEMU result cache hits only on identical schedule and costs", "[unit]") {
+  std::mt19937_64 rng(7);
+  const auto s = schedule::interleaved_1f1b(4, 8, schedule::uniform_chunks("llm", 8, 2));
+  const semu::StepCosts c = random_costs(s, rng, 50);
+  semu::ResultCache cache;
+  require_same(cache.simulate(s, c), semu::simulate_reference(s, c));
+  require_same(cache.simulate(s, c), semu::simulate_reference(s, c));
+  CHECK(cache.hits() == 1);
+
+  // Any change simulate() reads is a miss and gives that change's own result.
+  auto c2 = c;
+  c2.w_ns[17] += 1;
+  auto s2 = s;
+  std::swap(s2.rank_actions[1][5], s2.rank_actions[1][6]);
+  REQUIRE_FALSE(schedule::find_problem(s2).has_value());
+  auto c3 = c;
+  c3.capacity_bytes[3] = 1;
+  require_same(cache.simulate(s, c2), semu::simulate_reference(s, c2));
+  require_same(cache.simulate(s2, c), semu::simulate_reference(s2, c));
+  require_same(cache.simulate(s, c3), semu::simulate_reference(s, c3));
+  require_same(cache.simulate(s, c, {.record_timeline = true}), semu::simulate_reference(s, c, {.record_timeline = true}));
+  CHECK(cache.hits() == 1);
+  CHECK(cache.lookups() == 6);
+  CHECK(semu::fingerprint(s, c) != semu::fingerprint(s, c2));
+  CHECK(semu::fingerprint(s, c) != semu::fingerprint(s2, c));
+
+  // What simulate() does not read (module names, microbatch packing) still hits.
+  auto s4 = s;
+  for (auto& ch : s4.chunks) ch.module = "other";
+  s4.microbatch_samples.assign(8, {0});
+  require_same(cache.simulate(s4, c), semu::simulate_reference(s, c));
+  CHECK(cache.hits() == 2);
 }

@@ -38,27 +38,38 @@ double memory_ns(const Device& d, double bytes) {
 }
 
 std::int64_t p2p_ns(const spec::LinkSpec& link, std::int64_t bytes) {
-  return std::llround(link.latency_ns + static_cast<double>(bytes) / link.bandwidth_bytes_per_s * 1e9);
+  return round_ns(link.latency_ns + static_cast<double>(bytes) / link.bandwidth_bytes_per_s * 1e9);
 }
 
 // ---- loads ------------------------------------------------------------------------------
 
 std::vector<ModuleLoad> microbatch_loads(const spec::ModelSpec& model, const spec::Batch& batch,
                                          std::span<const std::int32_t> samples) {
-  std::vector<ModuleLoad> loads(model.modules.size());
-  std::vector<std::int64_t> projected(model.modules.size(), 0);
+  std::vector<ModuleLoad> loads;
+  microbatch_loads(model, batch, samples, loads);
+  return loads;
+}
+
+void microbatch_loads(const spec::ModelSpec& model, const spec::Batch& batch, std::span<const std::int32_t> samples,
+                      std::vector<ModuleLoad>& loads) {
+  loads.resize(model.modules.size());
+  for (ModuleLoad& l : loads) {
+    l.seqs.clear();
+    l.tokens = 0;  // projectors: the projected tokens until the end
+  }
   for (const std::int32_t i : samples) {
     PWPI_CHECK(i >= 0 && static_cast<std::size_t>(i) < batch.samples.size());
     const spec::SampleShape shape = model.shape(batch.samples[static_cast<std::size_t>(i)]);
     loads[static_cast<std::size_t>(model.llm_index)].seqs.emplace_back(shape.llm_tokens, 1);
     for (const spec::EncoderPass& p : shape.encoder_passes)
       loads[static_cast<std::size_t>(p.module)].seqs.emplace_back(p.seq_len, p.count);
-    for (const auto& [proj, tokens] : shape.projector_tokens) projected[static_cast<std::size_t>(proj)] += tokens;
+    for (const auto& [proj, tokens] : shape.projector_tokens) loads[static_cast<std::size_t>(proj)].tokens += tokens;
   }
   for (std::size_t m = 0; m < loads.size(); ++m) {
     auto& seqs = loads[m].seqs;
     if (model.modules[m].kind == ModuleKind::projector) {
-      if (projected[m] > 0) seqs.emplace_back(projected[m], 1);
+      if (loads[m].tokens > 0) seqs.emplace_back(loads[m].tokens, 1);
+      loads[m].tokens = 0;
     } else {
       std::sort(seqs.begin(), seqs.end());
       std::size_t out = 0;
@@ -70,7 +81,6 @@ std::vector<ModuleLoad> microbatch_loads(const spec::ModelSpec& model, const spe
     }
     for (const auto& [len, count] : seqs) loads[m].tokens += len * count;
   }
-  return loads;
 }
 
 // ---- per-layer costs ----------------------------------------------------------------------
@@ -99,7 +109,7 @@ struct Times {
     w += gemm_ns(d, k_in, n_out, tokens, dt);                  // dW = X^T dY
   }
   PassCost rounded(std::int64_t act, std::int64_t act_w) const {
-    return {std::llround(f), std::llround(i), std::llround(w), act, act_w};
+    return {round_ns(f), round_ns(i), round_ns(w), act, act_w};
   }
 };
 
@@ -176,8 +186,12 @@ PassCost layer_cost(const Device& d, const Module& m, const ModuleLoad& load, st
   t.f += memory_ns(d, dt * T * ew);
   t.i += memory_ns(d, 2.0 * dt * T * ew);
 
-  const std::int64_t act = layer_act_bytes_per_token(l, dtype_bytes, o) * load.tokens + score_bytes;
   const std::int64_t act_w = dtype_bytes * (2 * l.hidden + l.q_dim() + l.ffn) * load.tokens;  // GEMM inputs
+  if (o.recompute || (o.recompute_encoders && m.kind == ModuleKind::encoder)) {
+    t.i += t.f;  // the forward again, just before the backward
+    return t.rounded(dtype_bytes * l.hidden * load.tokens, act_w);
+  }
+  const std::int64_t act = layer_act_bytes_per_token(l, dtype_bytes, o) * load.tokens + score_bytes;
   return t.rounded(act, act_w);
 }
 
@@ -388,20 +402,15 @@ std::vector<ChunkInfo> resolve_chunks(const spec::ModelSpec& model, const schedu
 
 CostModel::CostModel(const spec::ModelSpec& model, const spec::ClusterSpec& cluster, CostOptions options,
                      const DeviceProfile* profile)
-    : model_(model), cluster_(cluster), options_(options), device_(Device::from(cluster.device, profile)) {}
+    : model_(model),
+      cluster_(cluster),
+      options_(options),
+      device_(Device::from(cluster.device, profile)),
+      load_cache_(model.modules.size()) {}
 
 void CostModel::clear_cache() {
-  cache_.clear();
-  load_ids_.clear();
-}
-
-std::size_t CostModel::KeyHash::operator()(const Key& k) const {
-  std::uint64_t h = 0x9e3779b97f4a7c15ULL;
-  for (const std::int64_t x : k.v) {
-    h ^= static_cast<std::uint64_t>(x) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-    h *= 0xbf58476d1ce4e5b9ULL;
-  }
-  return static_cast<std::size_t>(h ^ (h >> 31));
+  for (auto& m : load_cache_) m.clear();
+  cached_loads_ = 0;
 }
 
 std::size_t CostModel::LoadHash::operator()(const ModuleLoad& l) const {
@@ -410,12 +419,7 @@ std::size_t CostModel::LoadHash::operator()(const ModuleLoad& l) const {
     h = (h ^ static_cast<std::uint64_t>(len)) * 0x100000001b3ULL;
     h = (h ^ static_cast<std::uint64_t>(count)) * 0x100000001b3ULL;
   }
-  return static_cast<std::size_t>(h);
-}
-
-std::int64_t CostModel::intern(const ModuleLoad& load) {
-  auto [it, inserted] = load_ids_.try_emplace(load, static_cast<std::int64_t>(load_ids_.size()));
-  return it->second;
+  return static_cast<std::size_t>(h ^ (h >> 29));
 }
 
 PassCost CostModel::chunk_cost_fresh(const ChunkInfo& c, const std::vector<ModuleLoad>& loads) {
@@ -436,114 +440,183 @@ PassCost CostModel::chunk_cost_fresh(const ChunkInfo& c, const std::vector<Modul
   return total;
 }
 
-PassCost CostModel::cached_chunk_cost(const ChunkInfo& c, const std::vector<ModuleLoad>& loads,
-                                      const std::vector<std::int64_t>& ids) {
-  Key k;
-  k.v = {c.module, c.n_layers, (c.first ? 1 : 0) | (c.last ? 2 : 0), ids[static_cast<std::size_t>(c.module)], -1, -1, -1, -1};
-  for (std::size_t j = 0; j < c.folded_projectors.size(); ++j) {
-    const int p = c.folded_projectors[j];
-    k.v[4 + j] = (static_cast<std::int64_t>(p) << 40) | ids[static_cast<std::size_t>(p)];
+PassCost CostModel::chunk_cost_reused(const ChunkInfo& c) {
+  // One layer is costed for all n identical layers of the chunk and for every chunk of its
+  // module on this load (spatial), and for later microbatches and batches with the same
+  // load (temporal). Integer sums: n x layer + extras + projectors equals the fresh sum.
+  const std::vector<ModuleLoad>& loads = plan_.loads;
+  bool hit = true;
+  const auto layer_of = [&](int module) -> const PassCost& {
+    LoadEntry& e = *plan_.entries[static_cast<std::size_t>(module)];
+    if (!(e.known & 1)) {
+      e.layer = layer_cost(device_, model_.modules[static_cast<std::size_t>(module)],
+                           loads[static_cast<std::size_t>(module)], model_.dtype_bytes, options_);
+      e.known |= 1;
+      ++stats_.layers_costed;
+      hit = false;
+    }
+    return e.layer;
+  };
+  LoadEntry& e = *plan_.entries[static_cast<std::size_t>(c.module)];
+  const int ends = (c.first ? 1 : 0) | (c.last ? 2 : 0);
+  PassCost pc = layer_of(c.module).scaled(c.n_layers);
+  if (!(e.known & (2 << ends))) {
+    e.extras[static_cast<std::size_t>(ends)] =
+        extras_cost(device_, model_.modules[static_cast<std::size_t>(c.module)],
+                    loads[static_cast<std::size_t>(c.module)], model_.dtype_bytes, c.first, c.last);
+    e.known = static_cast<std::uint8_t>(e.known | (2 << ends));
+    hit = false;
   }
-  auto it = cache_.find(k);
-  if (it != cache_.end()) {
+  pc += e.extras[static_cast<std::size_t>(ends)];
+  for (const int p : c.folded_projectors) pc += layer_of(p);
+  if (hit) {
     ++stats_.chunk_hits;
-    ++(it->second.first_use == mb_serial_ ? stats_.spatial_hits : stats_.temporal_hits);
-    return it->second.cost;
+    ++(e.first_use == mb_serial_ ? stats_.spatial_hits : stats_.temporal_hits);
   }
-  // A layer is costed once for the chunk's n identical layers (spatial reuse).
-  const std::int64_t dt = model_.dtype_bytes;
-  const Module& m = model_.modules[static_cast<std::size_t>(c.module)];
-  const ModuleLoad& load = loads[static_cast<std::size_t>(c.module)];
-  PassCost pc = layer_cost(device_, m, load, dt, options_).scaled(c.n_layers);
-  ++stats_.layers_costed;
-  pc += extras_cost(device_, m, load, dt, c.first, c.last);
-  for (const int p : c.folded_projectors) {
-    pc += layer_cost(device_, model_.modules[static_cast<std::size_t>(p)], loads[static_cast<std::size_t>(p)], dt, options_);
-    ++stats_.layers_costed;
-  }
-  cache_.emplace(k, Entry{pc, mb_serial_});
   return pc;
 }
 
-semu::StepCosts CostModel::step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks,
-                                      const spec::Batch& batch) {
-  PWPI_CHECK(chunks.size() == s.chunks.size());
-  PWPI_CHECK_MSG(static_cast<std::int32_t>(s.microbatch_samples.size()) == s.n_microbatches,
-                 "the schedule's microbatches must list their samples");
-  const std::int32_t n_st = s.n_stages(), n_mb = s.n_microbatches;
-  semu::StepCosts costs = semu::StepCosts::zeros(n_st, n_mb, s.n_ranks);
-  const std::int64_t dt = model_.dtype_bytes;
-  std::vector<std::int64_t> ids(model_.modules.size(), -1);
-  // Stages with the same chunk shape (module, layer count, ends, folded projectors) share
-  // their cost within a microbatch: spatial reuse without a lookup.
-  std::vector<std::int32_t> shape_of(static_cast<std::size_t>(n_st));
-  std::vector<std::int32_t> shape_rep;  // a stage of each shape
-  for (std::int32_t st = 0; st < n_st; ++st) {
-    const ChunkInfo& c = chunks[static_cast<std::size_t>(st)];
-    std::int32_t k = 0;
-    for (; k < static_cast<std::int32_t>(shape_rep.size()); ++k) {
-      const ChunkInfo& r = chunks[static_cast<std::size_t>(shape_rep[static_cast<std::size_t>(k)])];
+std::int64_t CostModel::boundary_bytes(const ChunkInfo& c, const std::vector<ModuleLoad>& loads) const {
+  std::int64_t bytes = 0;
+  for (const auto& [module, width] : c.carry) bytes += loads[static_cast<std::size_t>(module)].tokens * width * model_.dtype_bytes;
+  return bytes;
+}
+
+void CostModel::make_plan(std::span<const ChunkInfo> chunks, std::int32_t n_microbatches) {
+  Plan& p = plan_;
+  const std::size_t n_st = chunks.size();
+  // With reuse, stages with the same chunk shape (module, layer count, ends, folded
+  // projectors) share one cost per microbatch (spatial reuse without a lookup); without,
+  // every stage is its own shape and is costed from scratch.
+  p.shape_of.resize(n_st);
+  p.shape_rep.clear();
+  for (std::size_t st = 0; st < n_st; ++st) {
+    const ChunkInfo& c = chunks[st];
+    std::size_t k = reuse_ ? 0 : p.shape_rep.size();
+    for (; k < p.shape_rep.size(); ++k) {
+      const ChunkInfo& r = chunks[static_cast<std::size_t>(p.shape_rep[k])];
       if (r.module == c.module && r.n_layers == c.n_layers && r.first == c.first && r.last == c.last &&
           r.folded_projectors == c.folded_projectors)
         break;
     }
-    if (k == static_cast<std::int32_t>(shape_rep.size())) shape_rep.push_back(st);
-    shape_of[static_cast<std::size_t>(st)] = k;
+    if (k == p.shape_rep.size()) p.shape_rep.push_back(static_cast<std::int32_t>(st));
+    p.shape_of[st] = static_cast<std::int32_t>(k);
   }
-  std::vector<PassCost> shape_cost(shape_rep.size());
-  std::vector<std::uint8_t> shape_done(shape_rep.size());
+  // Likewise boundaries that cross ranks over the same links with the same tensors
+  // crossing: the same bytes in the same time. -1: no transfer (same rank).
+  p.boundary_class.assign(n_st, -1);
+  p.class_rep.clear();
+  for (std::size_t st = 0; st + 1 < n_st; ++st) {
+    const ChunkInfo& c = chunks[st];
+    const ChunkInfo& next = chunks[st + 1];
+    if (c.rank == next.rank) continue;
+    const spec::LinkSpec& fwd = cluster_.link(c.rank, next.rank);
+    const spec::LinkSpec& bwd = cluster_.link(next.rank, c.rank);
+    std::size_t k = reuse_ ? 0 : p.class_rep.size();
+    for (; k < p.class_rep.size(); ++k) {
+      const std::size_t r = static_cast<std::size_t>(p.class_rep[k]);
+      const spec::LinkSpec& rf = cluster_.link(chunks[r].rank, chunks[r + 1].rank);
+      const spec::LinkSpec& rb = cluster_.link(chunks[r + 1].rank, chunks[r].rank);
+      if (chunks[r].carry == c.carry && rf.latency_ns == fwd.latency_ns &&
+          rf.bandwidth_bytes_per_s == fwd.bandwidth_bytes_per_s && rb.latency_ns == bwd.latency_ns &&
+          rb.bandwidth_bytes_per_s == bwd.bandwidth_bytes_per_s)
+        break;
+    }
+    if (k == p.class_rep.size()) p.class_rep.push_back(static_cast<std::int32_t>(st));
+    p.boundary_class[st] = static_cast<std::int32_t>(k);
+  }
+  const std::size_t n_mb = static_cast<std::size_t>(n_microbatches);
+  p.shape_cost.resize(n_mb * p.shape_rep.size());
+  p.class_f_ns.resize(n_mb * p.class_rep.size());
+  p.class_b_ns.resize(n_mb * p.class_rep.size());
+  p.entries.assign(model_.modules.size(), nullptr);
+}
+
+semu::StepCosts CostModel::step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks,
+                                      const spec::Batch& batch) {
+  semu::StepCosts costs;
+  step_costs(s, chunks, batch, costs);
+  return costs;
+}
+
+void CostModel::step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks, const spec::Batch& batch,
+                           semu::StepCosts& costs) {
+  PWPI_CHECK(chunks.size() == s.chunks.size());
+  PWPI_CHECK_MSG(static_cast<std::int32_t>(s.microbatch_samples.size()) == s.n_microbatches,
+                 "the schedule's microbatches must list their samples");
+  const std::int32_t n_st = s.n_stages(), n_mb = s.n_microbatches;
+  make_plan(chunks, n_mb);
+  Plan& p = plan_;
+  const std::size_t n_shapes = p.shape_rep.size(), n_classes = p.class_rep.size();
+
+  // Per microbatch: each shape's pass costs and each boundary class's transfer times.
   for (std::int32_t mb = 0; mb < n_mb; ++mb) {
-    const std::vector<ModuleLoad> loads =
-        microbatch_loads(model_, batch, s.microbatch_samples[static_cast<std::size_t>(mb)]);
+    const std::size_t m_i = static_cast<std::size_t>(mb);
+    microbatch_loads(model_, batch, s.microbatch_samples[m_i], p.loads);
+    const std::vector<ModuleLoad>& loads = p.loads;
     ++mb_serial_;
     if (reuse_) {
-      for (std::size_t m = 0; m < loads.size(); ++m) ids[m] = intern(loads[m]);
-      std::fill(shape_done.begin(), shape_done.end(), 0);
-    }
-    for (std::int32_t st = 0; st < n_st; ++st) {
-      const ChunkInfo& c = chunks[static_cast<std::size_t>(st)];
-      PassCost pc;
-      if (reuse_) {
-        const std::size_t shape = static_cast<std::size_t>(shape_of[static_cast<std::size_t>(st)]);
-        ++stats_.chunk_lookups;
-        if (shape_done[shape]) {
-          ++stats_.chunk_hits;
-          ++stats_.spatial_hits;
-          pc = shape_cost[shape];
-        } else {
-          pc = cached_chunk_cost(c, loads, ids);
-          shape_cost[shape] = pc;
-          shape_done[shape] = 1;
+      // Bounded: starting over never changes a result.
+      if (cached_loads_ >= (std::size_t{1} << 20)) clear_cache();
+      for (std::size_t m = 0; m < loads.size(); ++m) {
+        auto [it, inserted] = load_cache_[m].try_emplace(loads[m]);
+        if (inserted) {
+          it->second.first_use = mb_serial_;
+          ++cached_loads_;
         }
-      } else {
-        pc = chunk_cost_fresh(c, loads);
+        p.entries[m] = &it->second;
       }
-      const std::size_t x = costs.at(st, mb);
+      stats_.chunk_lookups += n_st;
+      stats_.chunk_hits += n_st - static_cast<std::int64_t>(n_shapes);  // the other stages of each shape
+      stats_.spatial_hits += n_st - static_cast<std::int64_t>(n_shapes);
+    }
+    for (std::size_t k = 0; k < n_shapes; ++k) {
+      const ChunkInfo& c = chunks[static_cast<std::size_t>(p.shape_rep[k])];
+      p.shape_cost[m_i * n_shapes + k] = reuse_ ? chunk_cost_reused(c) : chunk_cost_fresh(c, loads);
+    }
+    for (std::size_t k = 0; k < n_classes; ++k) {
+      const std::size_t st = static_cast<std::size_t>(p.class_rep[k]);
+      const std::int64_t bytes = boundary_bytes(chunks[st], loads);
+      p.class_f_ns[m_i * n_classes + k] = p2p_ns(cluster_.link(chunks[st].rank, chunks[st + 1].rank), bytes);
+      p.class_b_ns[m_i * n_classes + k] = p2p_ns(cluster_.link(chunks[st + 1].rank, chunks[st].rank), bytes);
+    }
+  }
+
+  // Written stage by stage (each array's rows are contiguous); every entry is written.
+  costs.n_stages = n_st;
+  costs.n_microbatches = n_mb;
+  const std::size_t n = static_cast<std::size_t>(n_st) * static_cast<std::size_t>(n_mb);
+  for (auto* v : {&costs.f_ns, &costs.b_ns, &costs.i_ns, &costs.w_ns, &costs.send_f_ns, &costs.send_b_ns,
+                  &costs.act_bytes, &costs.act_w_bytes})
+    v->resize(n);
+  for (std::int32_t st = 0; st < n_st; ++st) {
+    const std::size_t k = static_cast<std::size_t>(p.shape_of[static_cast<std::size_t>(st)]);
+    const std::int32_t cls = st + 1 < n_st ? p.boundary_class[static_cast<std::size_t>(st)] : -1;
+    const std::size_t row = costs.at(st, 0);
+    for (std::size_t mb = 0; mb < static_cast<std::size_t>(n_mb); ++mb) {
+      const PassCost& pc = p.shape_cost[mb * n_shapes + k];
+      const std::size_t x = row + mb;
       costs.f_ns[x] = pc.f_ns;
       costs.i_ns[x] = pc.i_ns;
       costs.w_ns[x] = pc.w_ns;
       costs.b_ns[x] = pc.i_ns + pc.w_ns;
       costs.act_bytes[x] = pc.act_bytes;
       costs.act_w_bytes[x] = pc.act_w_bytes;
-    }
-    // Transfers: what crosses boundary st -> st + 1, forward and (as gradients) backward.
-    for (std::int32_t st = 0; st + 1 < n_st; ++st) {
-      const ChunkInfo& c = chunks[static_cast<std::size_t>(st)];
-      const ChunkInfo& next = chunks[static_cast<std::size_t>(st + 1)];
-      if (c.rank == next.rank) continue;
-      std::int64_t bytes = 0;
-      for (const auto& [module, width] : c.carry) bytes += loads[static_cast<std::size_t>(module)].tokens * width * dt;
-      costs.send_f_ns[costs.at(st, mb)] = p2p_ns(cluster_.link(c.rank, next.rank), bytes);
-      costs.send_b_ns[costs.at(st + 1, mb)] = p2p_ns(cluster_.link(next.rank, c.rank), bytes);
+      // Boundary st -> st + 1: the activations forward, their gradient back into st + 1's row.
+      const std::size_t t = cls < 0 ? 0 : mb * n_classes + static_cast<std::size_t>(cls);
+      costs.send_f_ns[x] = cls < 0 ? 0 : p.class_f_ns[t];
+      if (st + 1 < n_st) costs.send_b_ns[x + static_cast<std::size_t>(n_mb)] = cls < 0 ? 0 : p.class_b_ns[t];
+      if (st == 0) costs.send_b_ns[x] = 0;
     }
   }
-  std::vector<std::int64_t> params(static_cast<std::size_t>(s.n_ranks), 0);
-  for (const ChunkInfo& c : chunks) params[static_cast<std::size_t>(c.rank)] += c.params;
-  for (std::size_t r = 0; r < params.size(); ++r) {
-    costs.static_bytes[r] = static_bytes(params[r], dt, cluster_.data_parallel_size, options_);
+  const std::int64_t dt = model_.dtype_bytes;
+  costs.static_bytes.assign(static_cast<std::size_t>(s.n_ranks), 0);
+  costs.capacity_bytes.resize(static_cast<std::size_t>(s.n_ranks));
+  for (const ChunkInfo& c : chunks) costs.static_bytes[static_cast<std::size_t>(c.rank)] += c.params;  // params first
+  for (std::size_t r = 0; r < costs.static_bytes.size(); ++r) {
+    costs.static_bytes[r] = static_bytes(costs.static_bytes[r], dt, cluster_.data_parallel_size, options_);
     costs.capacity_bytes[r] = static_cast<std::int64_t>(cluster_.device.memory_bytes);
   }
-  return costs;
 }
 
 // ---- packing and partition ---------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -41,6 +42,11 @@ struct CostOptions {
   std::int64_t grad_bytes_per_param = 4;  // fp32 gradient accumulation (Megatron's default); 2 for bf16
   std::int64_t optimizer_bytes_per_param = 12;  // Adam: fp32 master weights, m, v
   bool zero1 = false;                     // shard optimizer state over data-parallel replicas
+  // Full activation recomputation of transformer layers (Megatron-LM's --recompute-granularity
+  // full, one layer per group): F keeps only each layer's input; the backward reruns the
+  // layer's forward first (I grows by F); W still reads the recomputed GEMM inputs.
+  bool recompute = false;
+  bool recompute_encoders = false;  // the same for the encoders' layers only (their activations are the big ones on video)
 };
 
 /// The device as the cost model sees it: peak, bandwidth, efficiencies (constant or curves).
@@ -62,6 +68,12 @@ double gemm_ns(const Device& d, double m, double n, double k, double dtype_bytes
 double memory_ns(const Device& d, double bytes);
 /// A point-to-point message: latency + bytes / bandwidth, rounded to ns.
 std::int64_t p2p_ns(const spec::LinkSpec& link, std::int64_t bytes);
+/// Rounds to the nearest integer, halves away from zero: std::llround, without a libm call.
+inline std::int64_t round_ns(double ns) {
+  const double whole = std::trunc(ns);
+  const double frac = ns - whole;  // exact
+  return static_cast<std::int64_t>(whole) + (frac >= 0.5 ? 1 : frac <= -0.5 ? -1 : 0);
+}
 
 /// The work one microbatch gives one module: its sequences as (length, count), sorted by
 /// length. For a projector, one entry (tokens, 1): it has no attention.
@@ -74,6 +86,9 @@ struct ModuleLoad {
 /// [module index] -> load, for the samples `samples` of `batch`.
 std::vector<ModuleLoad> microbatch_loads(const spec::ModelSpec& model, const spec::Batch& batch,
                                          std::span<const std::int32_t> samples);
+/// The same into `loads`, reusing its storage (resized to the module count).
+void microbatch_loads(const spec::ModelSpec& model, const spec::Batch& batch, std::span<const std::int32_t> samples,
+                      std::vector<ModuleLoad>& loads);
 
 /// Times (ns) and saved-activation bytes of one pass set.
 struct PassCost {
@@ -132,8 +147,10 @@ struct ReuseStats {
 };
 
 /// Costs schedules batch after batch, reusing identical work through a cache keyed by the
-/// canonical signature (module, layer count, module ends, the microbatch's sequence-length
-/// multiset of that module and of folded projectors). Not thread-safe; one per thread.
+/// canonical signature of a module's work in a microbatch: (module, its sequence-length
+/// multiset). An entry holds one layer's cost and the extras per pair of module ends, so a
+/// chunk costs n x layer + extras + folded projectors' layers, all from the cache. Not
+/// thread-safe; one per thread.
 class CostModel {
  public:
   CostModel(const spec::ModelSpec& model, const spec::ClusterSpec& cluster, CostOptions options = {},
@@ -151,27 +168,38 @@ class CostModel {
   /// The costs of every pass of `s` on `batch`. `chunks` from resolve_chunks(s); the
   /// microbatches are s.microbatch_samples (which must be set).
   semu::StepCosts step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks, const spec::Batch& batch);
+  /// The same into `costs`, reusing its storage (every entry is written).
+  void step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks, const spec::Batch& batch,
+                  semu::StepCosts& costs);
 
  private:
-  struct Key {
-    std::array<std::int64_t, 8> v{};
-    friend bool operator==(const Key&, const Key&) = default;
-  };
-  struct KeyHash {
-    std::size_t operator()(const Key& k) const;
-  };
   struct LoadHash {
     std::size_t operator()(const ModuleLoad& l) const;
   };
-  struct Entry {
-    PassCost cost;
-    std::int64_t first_use;  // the microbatch serial number that costed it
+  // What one module costs on one load: a layer, and what sits outside the layers for each
+  // (first, last) pair of module ends. Costed when first needed.
+  struct LoadEntry {
+    PassCost layer;
+    std::array<PassCost, 4> extras{};  // [first | last << 1]
+    std::uint8_t known = 0;            // bit 0: layer; bit 1 + e: extras[e]
+    std::int64_t first_use = 0;        // the microbatch serial number that created it
   };
-
+  // One step_costs() call's layout: stages grouped by chunk shape, stage boundaries that
+  // cross ranks grouped by (links, what crosses); without reuse each is its own group.
+  struct Plan {
+    std::vector<std::int32_t> shape_of;        // [stage] -> shape
+    std::vector<std::int32_t> shape_rep;       // [shape] -> a stage of that shape
+    std::vector<std::int32_t> boundary_class;  // [stage] -> class of boundary stage | stage + 1; -1: none
+    std::vector<std::int32_t> class_rep;       // [class] -> a boundary stage of that class
+    std::vector<PassCost> shape_cost;                 // [microbatch, shape]
+    std::vector<std::int64_t> class_f_ns, class_b_ns; // [microbatch, class]
+    std::vector<ModuleLoad> loads;    // [module] this microbatch's
+    std::vector<LoadEntry*> entries;  // [module] their cache entries
+  };
+  void make_plan(std::span<const ChunkInfo> chunks, std::int32_t n_microbatches);
   PassCost chunk_cost_fresh(const ChunkInfo& c, const std::vector<ModuleLoad>& loads);
-  PassCost cached_chunk_cost(const ChunkInfo& c, const std::vector<ModuleLoad>& loads,
-                             const std::vector<std::int64_t>& ids);
-  std::int64_t intern(const ModuleLoad& load);
+  PassCost chunk_cost_reused(const ChunkInfo& c);
+  std::int64_t boundary_bytes(const ChunkInfo& c, const std::vector<ModuleLoad>& loads) const;
 
   const spec::ModelSpec& model_;
   const spec::ClusterSpec& cluster_;
@@ -179,9 +207,10 @@ class CostModel {
   Device device_;
   bool reuse_ = true;
   ReuseStats stats_;
-  std::unordered_map<Key, Entry, KeyHash> cache_;
-  std::unordered_map<ModuleLoad, std::int64_t, LoadHash> load_ids_;
+  std::vector<std::unordered_map<ModuleLoad, LoadEntry, LoadHash>> load_cache_;  // [module]
+  std::size_t cached_loads_ = 0;
   std::int64_t mb_serial_ = 0;
+  Plan plan_;
 };
 
 /// Samples packed in order into microbatches of at most `token_budget` LLM tokens (a sample

@@ -4,6 +4,8 @@
 #include <array>
 #include <cctype>
 
+#include "common/errors.hpp"
+
 namespace pipeweaver::schedule {
 
 namespace {
@@ -21,6 +23,15 @@ Schedule skeleton(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
   return s;
 }
 
+// The skeleton of a schedule with exactly one chunk per rank (stage r on rank r).
+Schedule one_chunk_per_rank(const char* name, std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
+  if (static_cast<std::int32_t>(chunks.size()) != p)
+    throw common::UsageError(std::string(name) + " runs one chunk per rank, got " + std::to_string(chunks.size()) +
+                                 " chunks for " + std::to_string(p) + " ranks",
+                             "use interleaved-1f1b for several chunks per rank");
+  return skeleton(p, m, std::move(chunks));
+}
+
 }  // namespace
 
 std::vector<Chunk> uniform_chunks(const std::string& module, std::int32_t n, std::int32_t layers_per_chunk) {
@@ -30,8 +41,7 @@ std::vector<Chunk> uniform_chunks(const std::string& module, std::int32_t n, std
 }
 
 Schedule gpipe(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
-  PWPI_CHECK_MSG(static_cast<std::int32_t>(chunks.size()) == p, "GPipe runs one chunk per rank");
-  Schedule s = skeleton(p, m, std::move(chunks));
+  Schedule s = one_chunk_per_rank("gpipe", p, m, std::move(chunks));
   for (std::int32_t r = 0; r < p; ++r) {
     auto& list = s.rank_actions[static_cast<std::size_t>(r)];
     for (std::int32_t i = 0; i < m; ++i) list.push_back({r, Op::F, i});
@@ -41,8 +51,7 @@ Schedule gpipe(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
 }
 
 Schedule one_f_one_b(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
-  PWPI_CHECK_MSG(static_cast<std::int32_t>(chunks.size()) == p, "1F1B runs one chunk per rank");
-  Schedule s = skeleton(p, m, std::move(chunks));
+  Schedule s = one_chunk_per_rank("1f1b", p, m, std::move(chunks));
   for (std::int32_t r = 0; r < p; ++r) {
     auto& list = s.rank_actions[static_cast<std::size_t>(r)];
     const std::int32_t warmup = std::min(p - r - 1, m);
@@ -53,6 +62,29 @@ Schedule one_f_one_b(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) 
       list.push_back({r, Op::B, b++});
     }
     while (b < m) list.push_back({r, Op::B, b++});
+  }
+  return s;
+}
+
+Schedule zb_h1(std::int32_t p, std::int32_t m, std::vector<Chunk> chunks) {
+  Schedule s = one_chunk_per_rank("zb-h1", p, m, std::move(chunks));
+  for (std::int32_t r = 0; r < p; ++r) {
+    auto& list = s.rank_actions[static_cast<std::size_t>(r)];
+    // Rank r keeps up to r weight-gradient passes pending: with its p - r - 1 warm-up
+    // forwards that makes min(m, p) microbatches in flight on every rank.
+    const std::int32_t warmup = std::min(p - r - 1, m);
+    std::int32_t f = 0, i = 0, w = 0;
+    auto input_grad = [&] {
+      list.push_back({r, Op::I, i++});
+      if (i - w > r) list.push_back({r, Op::W, w++});
+    };
+    for (; f < warmup; ++f) list.push_back({r, Op::F, f});
+    while (f < m) {
+      list.push_back({r, Op::F, f++});
+      input_grad();
+    }
+    while (i < m) input_grad();
+    while (w < m) list.push_back({r, Op::W, w++});
   }
   return s;
 }
@@ -87,10 +119,12 @@ Schedule interleaved_1f1b(std::int32_t p, std::int32_t m, std::vector<Chunk> chu
 
 namespace {
 
-constexpr std::array<GeneratorInfo, 3> kGenerators{{
+constexpr std::array<GeneratorInfo, 4> kGenerators{{
     {"gpipe", "all forwards, then all backwards (one chunk per rank)", false, &gpipe},
     {"1f1b", "PipeDream-Flush one-forward-one-backward (one chunk per rank)", false, &one_f_one_b},
     {"interleaved-1f1b", "Megatron-LM interleaved 1F1B (several chunks per rank)", true, &interleaved_1f1b},
+    {"zb-h1", "zero-bubble ZB-H1: 1F1B with split backward, weight gradients deferred into bubbles (one chunk per rank)",
+     false, &zb_h1},
 }};
 
 }  // namespace

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,8 +71,28 @@ struct Options {
   bool record_timeline = false;
 };
 
+/// The run state of simulate(), sized on first use and kept between calls, so that playing
+/// step after step allocates nothing but the Result. Not shareable between threads.
+class Workspace {
+ public:
+  Workspace();
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  struct State;
+  State& state() { return *state_; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
 /// Plays the schedule. The schedule must be valid (schedule::find_problem finds nothing);
-/// costs must be sized for it. Runs in O(actions * log(ranks)).
+/// costs must be sized for it. Runs in O(actions * log(ranks)). Uses this thread's own
+/// workspace (thread-safe: threads never share one).
 Result simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options = {});
+/// The same with a workspace of the caller's.
+Result simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options,
+                Workspace& workspace);
 
 }  // namespace pipeweaver::semu

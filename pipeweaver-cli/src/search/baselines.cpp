@@ -1,0 +1,105 @@
+#include "search/baselines.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/errors.hpp"
+#include "search/partition.hpp"
+
+namespace pipeweaver::search {
+
+BaselinePlan plan_baselines(const spec::ModelSpec& model, const spec::ClusterSpec& cluster,
+                            const cost::Device& device, const cost::CostOptions& options,
+                            std::span<const spec::Batch> trace, std::int32_t v, std::int64_t token_budget) {
+  BaselinePlan plan;
+  const auto p = static_cast<std::int32_t>(cluster.pipeline_size);
+  plan.n_ranks = p;
+  plan.interleaved_chunks_per_rank = v;
+  const std::vector<int> order = default_module_order(model);
+  const std::vector<ModuleWeights> w = module_weights(model, device, options, trace, order);
+  plan.one_per_rank = balanced_partition(model, w, chunk_counts(model, w, p));
+  place(plan.one_per_rank, p, Placement::looped);
+  plan.interleaved = balanced_partition(model, w, chunk_counts(model, w, p * v));
+  place(plan.interleaved, p, Placement::looped);
+  if (token_budget <= 0) {
+    double tokens = 0;
+    for (const spec::Batch& b : trace)
+      for (const spec::Sample& s : b.samples) tokens += static_cast<double>(model.llm_tokens(s));
+    const double per_batch = trace.empty() ? 0.0 : tokens / static_cast<double>(trace.size());
+    const auto raw = static_cast<std::int64_t>(std::ceil(per_batch / (4.0 * p)));
+    token_budget = std::max<std::int64_t>(64, (raw + 63) / 64 * 64);
+  }
+  plan.token_budget = token_budget;
+  return plan;
+}
+
+std::vector<const schedule::GeneratorInfo*> baseline_generators() {
+  std::vector<const schedule::GeneratorInfo*> out;
+  for (const char* name : {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1"})
+    if (const auto* g = schedule::find_generator(name)) out.push_back(g);
+  return out;
+}
+
+std::vector<std::vector<std::int32_t>> baseline_packing(const BaselinePlan& plan, const spec::ModelSpec& model,
+                                                        const spec::Batch& batch, bool multiple_of_ranks) {
+  std::vector<std::vector<std::int32_t>> mbs = cost::pack_token_budget(model, batch, plan.token_budget);
+  if (!multiple_of_ranks) return mbs;
+  const auto p = static_cast<std::size_t>(plan.n_ranks);
+  const auto tokens = [&](const std::vector<std::int32_t>& mb) {
+    std::int64_t t = 0;
+    for (const std::int32_t i : mb) t += model.llm_tokens(batch.samples[static_cast<std::size_t>(i)]);
+    return t;
+  };
+  while (mbs.size() % p != 0) {
+    std::size_t best = mbs.size();
+    std::int64_t best_t = -1;
+    for (std::size_t j = 0; j < mbs.size(); ++j)
+      if (mbs[j].size() > 1 && tokens(mbs[j]) > best_t) {
+        best_t = tokens(mbs[j]);
+        best = j;
+      }
+    if (best < mbs.size()) {  // split it in two halves of about equal tokens, keeping sample order
+      std::vector<std::int32_t>& mb = mbs[best];
+      std::int64_t acc = 0;
+      std::size_t cut = 1;
+      for (std::size_t k = 0; k + 1 < mb.size(); ++k) {
+        acc += model.llm_tokens(batch.samples[static_cast<std::size_t>(mb[k])]);
+        cut = k + 1;
+        if (2 * acc >= best_t) break;
+      }
+      std::vector<std::int32_t> tail(mb.begin() + static_cast<std::ptrdiff_t>(cut), mb.end());
+      mb.resize(cut);
+      mbs.insert(mbs.begin() + static_cast<std::ptrdiff_t>(best) + 1, std::move(tail));
+      continue;
+    }
+    if (mbs.size() < p) break;  // too few samples: the generator reports it
+    std::size_t j = 0;          // merge the lightest neighbouring pair
+    std::int64_t lightest = -1;
+    for (std::size_t k = 0; k + 1 < mbs.size(); ++k) {
+      const std::int64_t t = tokens(mbs[k]) + tokens(mbs[k + 1]);
+      if (lightest < 0 || t < lightest) {
+        lightest = t;
+        j = k;
+      }
+    }
+    mbs[j].insert(mbs[j].end(), mbs[j + 1].begin(), mbs[j + 1].end());
+    mbs.erase(mbs.begin() + static_cast<std::ptrdiff_t>(j) + 1);
+  }
+  return mbs;
+}
+
+schedule::Schedule baseline_schedule(const BaselinePlan& plan, const schedule::GeneratorInfo& gen,
+                                     const spec::ModelSpec& model, const spec::Batch& batch) {
+  std::vector<std::vector<std::int32_t>> packing = baseline_packing(plan, model, batch, gen.interleaved);
+  const auto m = static_cast<std::int32_t>(packing.size());
+  if (gen.interleaved && m % plan.n_ranks != 0)
+    throw common::UsageError("batch " + std::to_string(batch.index) + " has too few samples (" +
+                                 std::to_string(batch.samples.size()) + ") for " + gen.name + " on " +
+                                 std::to_string(plan.n_ranks) + " ranks",
+                             "interleaved 1F1B needs a multiple of the ranks' count of microbatches");
+  schedule::Schedule s = gen.make(plan.n_ranks, m, gen.interleaved ? plan.interleaved : plan.one_per_rank);
+  s.microbatch_samples = std::move(packing);
+  return s;
+}
+
+}  // namespace pipeweaver::search

@@ -1,0 +1,242 @@
+#include "search/partition.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include "common/errors.hpp"
+
+namespace pipeweaver::search {
+
+using spec::ModuleKind;
+
+double ModuleWeights::total() const {
+  return std::accumulate(w.begin(), w.end(), 0.0);
+}
+
+namespace {
+
+double pass_ns(const cost::PassCost& c) {
+  return static_cast<double>(c.f_ns + c.i_ns + c.w_ns);
+}
+
+// Projectors fed by encoder e (through any modality).
+std::vector<int> projectors_of(const spec::ModelSpec& model, int e) {
+  std::vector<int> out;
+  const auto add = [&](bool present, int enc, int proj) {
+    if (present && enc == e && proj >= 0 && std::find(out.begin(), out.end(), proj) == out.end()) out.push_back(proj);
+  };
+  add(model.image.present, model.image.encoder, model.image.projector);
+  add(model.video.present, model.video.encoder, model.video.projector);
+  add(model.audio.present, model.audio.encoder, model.audio.projector);
+  return out;
+}
+
+}  // namespace
+
+std::vector<int> default_module_order(const spec::ModelSpec& model) {
+  std::vector<int> order;
+  for (std::size_t m = 0; m < model.modules.size(); ++m)
+    if (model.modules[m].kind == ModuleKind::encoder) order.push_back(static_cast<int>(m));
+  order.push_back(model.llm_index);
+  return order;
+}
+
+std::vector<std::vector<int>> module_orders(const spec::ModelSpec& model) {
+  std::vector<int> enc = default_module_order(model);
+  enc.pop_back();
+  std::vector<std::vector<int>> out;
+  std::sort(enc.begin(), enc.end());
+  do {
+    std::vector<int> o = enc;
+    o.push_back(model.llm_index);
+    out.push_back(std::move(o));
+  } while (out.size() < 24 && std::next_permutation(enc.begin(), enc.end()));
+  return out;
+}
+
+std::vector<ModuleWeights> module_weights(const spec::ModelSpec& model, const cost::Device& device,
+                                          const cost::CostOptions& options, std::span<const spec::Batch> batches,
+                                          const std::vector<int>& order) {
+  std::vector<ModuleWeights> out;
+  for (const int mi : order) {
+    ModuleWeights mw;
+    mw.module = mi;
+    mw.w.assign(static_cast<std::size_t>(model.modules[static_cast<std::size_t>(mi)].layers), 0.0);
+    out.push_back(std::move(mw));
+  }
+  std::vector<std::int32_t> all;
+  for (const spec::Batch& b : batches) {
+    all.resize(b.samples.size());
+    std::iota(all.begin(), all.end(), 0);
+    const std::vector<cost::ModuleLoad> loads = cost::microbatch_loads(model, b, all);
+    for (ModuleWeights& mw : out) {
+      const spec::Module& m = model.modules[static_cast<std::size_t>(mw.module)];
+      const cost::ModuleLoad& load = loads[static_cast<std::size_t>(mw.module)];
+      const double layer = pass_ns(cost::layer_cost(device, m, load, model.dtype_bytes, options));
+      for (double& x : mw.w) x += layer;
+      if (mw.w.empty()) continue;
+      mw.w.front() += pass_ns(cost::extras_cost(device, m, load, model.dtype_bytes, true, false));
+      mw.w.back() += pass_ns(cost::extras_cost(device, m, load, model.dtype_bytes, false, true));
+      if (m.kind == ModuleKind::encoder)
+        for (const int p : projectors_of(model, mw.module))
+          mw.w.back() += pass_ns(cost::layer_cost(device, model.modules[static_cast<std::size_t>(p)],
+                                                  loads[static_cast<std::size_t>(p)], model.dtype_bytes, options));
+    }
+  }
+  // A module without work in these batches still needs chunks: weigh it by a tiny amount so
+  // splits stay even rather than arbitrary.
+  for (ModuleWeights& mw : out)
+    for (double& x : mw.w) x = std::max(x, 1.0);
+  return out;
+}
+
+std::vector<std::int32_t> chunk_counts(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
+                                       std::int32_t n_chunks) {
+  std::int64_t layers = 0;
+  for (const ModuleWeights& mw : weights) layers += static_cast<std::int64_t>(mw.w.size());
+  if (n_chunks < static_cast<std::int32_t>(weights.size()) || n_chunks > layers)
+    throw common::UsageError("cannot cut " + model.name + " into " + std::to_string(n_chunks) + " chunks",
+                             "a chunk is a layer range of one module: between " + std::to_string(weights.size()) +
+                                 " and " + std::to_string(layers) + " chunks");
+  std::vector<std::int32_t> count(weights.size(), 1);
+  std::vector<double> total(weights.size());
+  for (std::size_t j = 0; j < weights.size(); ++j) total[j] = weights[j].total();
+  for (std::int32_t extra = n_chunks - static_cast<std::int32_t>(weights.size()); extra > 0; --extra) {
+    std::size_t best = weights.size();
+    double best_load = -1;
+    for (std::size_t j = 0; j < weights.size(); ++j) {
+      if (count[j] >= static_cast<std::int32_t>(weights[j].w.size())) continue;
+      const double load = total[j] / count[j];
+      if (load > best_load) {
+        best_load = load;
+        best = j;
+      }
+    }
+    PWPI_CHECK(best < weights.size());
+    ++count[best];
+  }
+  return count;
+}
+
+std::vector<std::int32_t> split_min_max(std::span<const double> w, std::int32_t k) {
+  const auto n = static_cast<std::int32_t>(w.size());
+  PWPI_CHECK(k >= 1 && k <= n);
+  std::vector<double> prefix(static_cast<std::size_t>(n) + 1, 0.0);
+  for (std::int32_t i = 0; i < n; ++i) prefix[static_cast<std::size_t>(i) + 1] = prefix[static_cast<std::size_t>(i)] + w[static_cast<std::size_t>(i)];
+  const auto N = static_cast<std::size_t>(n) + 1;
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  // best[j][i]: heaviest part of the best split of the first i layers into j parts.
+  std::vector<double> best(static_cast<std::size_t>(k + 1) * N, inf);
+  std::vector<std::int32_t> cut(static_cast<std::size_t>(k + 1) * N, 0);
+  best[0] = 0.0;
+  for (std::int32_t j = 1; j <= k; ++j)
+    for (std::int32_t i = j; i <= n - (k - j); ++i) {
+      double b = inf;
+      std::int32_t arg = j - 1;
+      for (std::int32_t l = j - 1; l < i; ++l) {
+        const double prev = best[static_cast<std::size_t>(j - 1) * N + static_cast<std::size_t>(l)];
+        const double part = prefix[static_cast<std::size_t>(i)] - prefix[static_cast<std::size_t>(l)];
+        const double v = std::max(prev, part);
+        if (v < b) {  // strict: the earliest cut among equals, so results are reproducible
+          b = v;
+          arg = l;
+        }
+      }
+      best[static_cast<std::size_t>(j) * N + static_cast<std::size_t>(i)] = b;
+      cut[static_cast<std::size_t>(j) * N + static_cast<std::size_t>(i)] = arg;
+    }
+  std::vector<std::int32_t> bounds(static_cast<std::size_t>(k) + 1);
+  bounds[static_cast<std::size_t>(k)] = n;
+  for (std::int32_t j = k, i = n; j >= 1; --j) {
+    i = cut[static_cast<std::size_t>(j) * N + static_cast<std::size_t>(i)];
+    bounds[static_cast<std::size_t>(j) - 1] = i;
+  }
+  return bounds;
+}
+
+std::vector<schedule::Chunk> balanced_partition(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
+                                                std::span<const std::int32_t> counts) {
+  PWPI_CHECK(weights.size() == counts.size());
+  std::vector<schedule::Chunk> out;
+  for (std::size_t j = 0; j < weights.size(); ++j) {
+    const std::vector<std::int32_t> b = split_min_max(weights[j].w, counts[j]);
+    const std::string& name = model.modules[static_cast<std::size_t>(weights[j].module)].name;
+    for (std::size_t c = 0; c + 1 < b.size(); ++c) out.push_back({name, b[c], b[c + 1], 0});
+  }
+  return out;
+}
+
+void place(std::vector<schedule::Chunk>& chunks, std::int32_t n_ranks, Placement placement) {
+  for (std::size_t s = 0; s < chunks.size(); ++s) {
+    const auto lap = static_cast<std::int32_t>(s / static_cast<std::size_t>(n_ranks));
+    const auto pos = static_cast<std::int32_t>(s % static_cast<std::size_t>(n_ranks));
+    chunks[s].rank = (placement == Placement::vshape && lap % 2 == 1) ? n_ranks - 1 - pos : pos;
+  }
+}
+
+std::vector<double> chunk_weights(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
+                                  std::span<const schedule::Chunk> chunks) {
+  std::vector<double> out;
+  out.reserve(chunks.size());
+  for (const schedule::Chunk& c : chunks) {
+    const int mi = model.find(c.module);
+    double w = 0;
+    for (const ModuleWeights& mw : weights)
+      if (mw.module == mi)
+        for (std::int32_t l = c.layer_begin; l < c.layer_end; ++l) w += mw.w[static_cast<std::size_t>(l)];
+    out.push_back(w);
+  }
+  return out;
+}
+
+std::vector<std::vector<std::int32_t>> pack_balanced(const spec::ModelSpec& model, const spec::Batch& batch,
+                                                     std::int32_t m) {
+  const std::size_t n = batch.samples.size();
+  if (m < 1 || static_cast<std::size_t>(m) > n)
+    throw common::UsageError("cannot pack " + std::to_string(n) + " samples into " + std::to_string(m) +
+                                 " non-empty microbatches",
+                             "ask for at most " + std::to_string(n) + " microbatches");
+  const std::size_t n_mod = model.modules.size();
+  std::vector<double> cost(n * n_mod, 0.0), total(n, 0.0), share(n_mod, 0.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const spec::SampleShape shape = model.shape(batch.samples[i]);
+    cost[i * n_mod + static_cast<std::size_t>(model.llm_index)] = model.llm().forward_flops(shape.llm_tokens);
+    for (const spec::EncoderPass& p : shape.encoder_passes)
+      cost[i * n_mod + static_cast<std::size_t>(p.module)] +=
+          static_cast<double>(p.count) * model.modules[static_cast<std::size_t>(p.module)].forward_flops(p.seq_len);
+    for (std::size_t k = 0; k < n_mod; ++k) {
+      total[i] += cost[i * n_mod + k];
+      share[k] += cost[i * n_mod + k];
+    }
+  }
+  for (double& s : share) s = s > 0 ? s / m : 1.0;
+  std::vector<std::size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return total[a] > total[b]; });
+  std::vector<double> load(static_cast<std::size_t>(m) * n_mod, 0.0), load_total(static_cast<std::size_t>(m), 0.0);
+  std::vector<std::vector<std::int32_t>> out(static_cast<std::size_t>(m));
+  for (std::size_t r = 0; r < n; ++r) {
+    const std::size_t i = idx[r];
+    std::size_t best = 0;
+    double best_peak = std::numeric_limits<double>::infinity(), best_total = best_peak;
+    const bool fill_empty = r < static_cast<std::size_t>(m);  // the m heaviest samples open the m microbatches
+    for (std::size_t b = 0; b < static_cast<std::size_t>(m); ++b) {
+      if (fill_empty && !out[b].empty()) continue;
+      double peak = 0;
+      for (std::size_t k = 0; k < n_mod; ++k) peak = std::max(peak, (load[b * n_mod + k] + cost[i * n_mod + k]) / share[k]);
+      if (peak < best_peak || (peak == best_peak && load_total[b] < best_total)) {
+        best_peak = peak;
+        best_total = load_total[b];
+        best = b;
+      }
+    }
+    out[best].push_back(static_cast<std::int32_t>(i));
+    for (std::size_t k = 0; k < n_mod; ++k) load[best * n_mod + k] += cost[i * n_mod + k];
+    load_total[best] += total[i];
+  }
+  for (auto& mb : out) std::sort(mb.begin(), mb.end());
+  return out;
+}
+
+}  // namespace pipeweaver::search

@@ -1,0 +1,488 @@
+#include "search/search.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+
+#include "common/errors.hpp"
+#include "common/timer.hpp"
+#include "search/partition.hpp"
+#include "search/weave.hpp"
+
+namespace pipeweaver::search {
+
+const char* to_string(Recompute r) {
+  switch (r) {
+    case Recompute::none: return "none";
+    case Recompute::encoders: return "encoders";
+    case Recompute::all: return "all";
+  }
+  return "?";
+}
+
+struct Searcher::Worker {
+  cost::CostModel plain, encoders, all;
+  Worker(const spec::ModelSpec& m, const spec::ClusterSpec& c, const cost::CostOptions& o, const cost::DeviceProfile* p)
+      : plain(m, c, o, p), encoders(m, c, with(o, Recompute::encoders), p), all(m, c, with(o, Recompute::all), p) {}
+  static cost::CostOptions with(cost::CostOptions o, Recompute r) {
+    o.recompute = r == Recompute::all;
+    o.recompute_encoders = r == Recompute::encoders;
+    return o;
+  }
+  cost::CostModel& model(Recompute r) { return r == Recompute::all ? all : r == Recompute::encoders ? encoders : plain; }
+};
+
+struct Searcher::Candidate {
+  std::string method = "pipeweaver";
+  std::string detail;
+  std::vector<schedule::Chunk> chunks;  // placed
+  std::vector<std::vector<std::int32_t>> packing;
+  WeavePolicy policy;
+  Recompute recompute = Recompute::none;
+  const schedule::Schedule* fixed = nullptr;  // a baseline's own schedule instead of weaving
+};
+
+namespace {
+
+std::string policy_text(const WeavePolicy& p) {
+  std::string s = p.split_backward ? "I/W split" : "B whole";
+  s += p.forward == ForwardOrder::breadth ? ", breadth-first" : ", depth-first";
+  return s;
+}
+
+std::string layout_text(const spec::ModelSpec& model, const std::vector<schedule::Chunk>& chunks, Placement pl) {
+  std::vector<std::pair<std::string, int>> per;
+  for (const auto& c : chunks) {
+    if (per.empty() || per.back().first != c.module) per.emplace_back(c.module, 0);
+    ++per.back().second;
+  }
+  std::string s = std::to_string(chunks.size()) + " chunks (";
+  for (std::size_t j = 0; j < per.size(); ++j) s += (j ? ", " : "") + per[j].first + " " + std::to_string(per[j].second);
+  (void)model;
+  return s + "), " + (pl == Placement::looped ? "looped" : "V-shaped");
+}
+
+// Fitting candidates first, then the lower score, then the earlier candidate.
+bool better(const Evaluated& a, std::size_t ia, const Evaluated& b, std::size_t ib) {
+  if (a.fits() != b.fits()) return a.fits();
+  if (a.score_ns() != b.score_ns()) return a.score_ns() < b.score_ns();
+  return ia < ib;
+}
+
+std::size_t best_index(const std::vector<Evaluated>& v) {
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < v.size(); ++i)
+    if (better(v[i], i, v[best], best)) best = i;
+  return best;
+}
+
+}  // namespace
+
+Searcher::Searcher(const spec::ModelSpec& model, const spec::ClusterSpec& cluster, cost::CostOptions options,
+                   const cost::DeviceProfile* profile, std::span<const spec::Batch> trace, SearchOptions search)
+    : model_(model),
+      cluster_(cluster),
+      options_(options),
+      profile_(profile),
+      opt_(search),
+      pool_(static_cast<std::size_t>(std::max(1, search.threads))) {
+  plan_ = plan_baselines(model, cluster, cost::Device::from(cluster.device, profile), options, trace,
+                         opt_.baseline_chunks_per_rank, opt_.token_budget);
+  for (std::size_t t = 0; t < pool_.size(); ++t) workers_.push_back(std::make_unique<Worker>(model, cluster, options, profile));
+}
+
+Searcher::~Searcher() = default;
+
+SearchStats Searcher::stats() const {
+  SearchStats s = stats_;
+  for (const auto& w : workers_)
+    for (const cost::CostModel* m : {&w->plain, &w->encoders, &w->all}) {
+      s.chunk_lookups += m->stats().chunk_lookups;
+      s.chunk_hits += m->stats().chunk_hits;
+    }
+  return s;
+}
+
+std::int64_t Searcher::switch_ns(const std::vector<schedule::Chunk>& from, const std::vector<schedule::Chunk>& to) const {
+  if (from.empty() || to.empty()) return 0;
+  // rank of every (module, layer) before and after
+  std::map<std::pair<std::string, std::int32_t>, std::int32_t> before;
+  for (const auto& c : from)
+    for (std::int32_t l = c.layer_begin; l < c.layer_end; ++l) before[{c.module, l}] = c.rank;
+  const auto p = static_cast<std::size_t>(cluster_.pipeline_size);
+  std::vector<double> send(p, 0.0), recv(p, 0.0);
+  const std::int64_t dp = std::max<std::int64_t>(1, cluster_.data_parallel_size);
+  for (const auto& c : to) {
+    const int mi = model_.find(c.module);
+    if (mi < 0) continue;
+    const spec::Module& m = model_.modules[static_cast<std::size_t>(mi)];
+    // Weights plus optimizer state (sharded under ZeRO-1); gradients are rebuilt by the next step.
+    const double opt_bytes = static_cast<double>(options_.optimizer_bytes_per_param) / (options_.zero1 ? static_cast<double>(dp) : 1.0);
+    const double per_param = static_cast<double>(model_.dtype_bytes) + opt_bytes;
+    for (std::int32_t l = c.layer_begin; l < c.layer_end; ++l) {
+      const auto it = before.find({c.module, l});
+      if (it == before.end() || it->second == c.rank) continue;
+      double params = static_cast<double>(m.layer_params());
+      if (l == 0 || l + 1 == m.layers) params += static_cast<double>(m.extra_params()) / (m.layers == 1 ? 1.0 : 2.0);
+      const spec::LinkSpec& link = cluster_.link(it->second, c.rank);
+      const double secs = params * per_param / link.bandwidth_bytes_per_s;
+      send[static_cast<std::size_t>(it->second)] += secs;
+      recv[static_cast<std::size_t>(c.rank)] += secs;
+    }
+  }
+  double worst = 0;
+  for (std::size_t r = 0; r < p; ++r) worst = std::max({worst, send[r], recv[r]});
+  return static_cast<std::int64_t>(worst * 1e9);
+}
+
+Evaluated Searcher::evaluate(Worker& w, Candidate& c, const spec::Batch& batch) {
+  Evaluated e;
+  e.method = c.method;
+  e.detail = c.detail;
+  e.recompute = c.recompute;
+  if (c.fixed) {
+    e.schedule = *c.fixed;
+  } else {
+    e.schedule.n_ranks = static_cast<std::int32_t>(cluster_.pipeline_size);
+    e.schedule.n_microbatches = static_cast<std::int32_t>(c.packing.size());
+    e.schedule.chunks = c.chunks;
+    e.schedule.microbatch_samples = c.packing;
+  }
+  const std::vector<cost::ChunkInfo> infos =
+      cost::resolve_chunks(model_, e.schedule, common::Where("(search candidate)"), "");
+  const semu::StepCosts costs = w.model(c.recompute).step_costs(e.schedule, infos, batch);
+  if (!c.fixed) weave(e.schedule, costs, c.policy);
+  e.result = semu::simulate(e.schedule, costs);
+  return e;
+}
+
+std::vector<Evaluated> Searcher::evaluate_all(std::vector<Candidate>& cands, const spec::Batch& batch) {
+  std::vector<Evaluated> out(cands.size());
+  std::atomic<std::size_t> next{0};
+  common::Stopwatch sw;
+  pool_.run_on_all([&](std::size_t t) {
+    Worker& w = *workers_[t];
+    for (std::size_t i = next++; i < cands.size(); i = next++) out[i] = evaluate(w, cands[i], batch);
+  });
+  stats_.eval_seconds += sw.elapsed_s();
+  stats_.candidates += static_cast<std::int64_t>(cands.size());
+  return out;
+}
+
+semu::StepCosts Searcher::costs_of(const Evaluated& e, const spec::Batch& batch) {
+  const std::vector<cost::ChunkInfo> infos = cost::resolve_chunks(model_, e.schedule, common::Where("(search result)"), "");
+  return workers_[0]->model(e.recompute).step_costs(e.schedule, infos, batch);
+}
+
+semu::Result Searcher::replay(const Evaluated& e, const spec::Batch& batch) {
+  return semu::simulate(e.schedule, costs_of(e, batch), {.record_timeline = true});
+}
+
+BatchResult Searcher::search(const spec::Batch& batch) {
+  common::Stopwatch watch;
+  BatchResult out;
+  out.batch = batch.index;
+  const auto p = static_cast<std::int32_t>(cluster_.pipeline_size);
+  const std::int64_t before = stats_.candidates;
+
+  // The baselines, with full recomputation where they do not fit without it.
+  const auto gens = baseline_generators();
+  std::vector<schedule::Schedule> base_sched;
+  for (const auto* g : gens) base_sched.push_back(baseline_schedule(plan_, *g, model_, batch));
+  std::vector<Candidate> cands(gens.size());
+  for (std::size_t j = 0; j < gens.size(); ++j) {
+    cands[j].method = gens[j]->name;
+    cands[j].fixed = &base_sched[j];
+    cands[j].detail = std::string(gens[j]->name) + ", static partition, token-budget packing (" +
+                      std::to_string(base_sched[j].n_microbatches) + " microbatches)";
+  }
+  out.baselines = evaluate_all(cands, batch);
+  if (opt_.allow_recompute) {
+    // What a careful user does when a batch does not fit: recompute the encoders'
+    // activations, or every layer's; the fastest that fits.
+    std::vector<Candidate> again;
+    std::vector<std::size_t> which;
+    for (std::size_t j = 0; j < gens.size(); ++j)
+      if (!out.baselines[j].fits())
+        for (const Recompute rc : {Recompute::encoders, Recompute::all}) {
+          again.push_back(cands[j]);
+          again.back().recompute = rc;
+          again.back().detail += rc == Recompute::all ? ", full recomputation" : ", encoders recomputed";
+          which.push_back(j);
+        }
+    if (!again.empty()) {
+      std::vector<Evaluated> r = evaluate_all(again, batch);
+      for (std::size_t k = 0; k < r.size(); ++k)
+        if (better(r[k], 0, out.baselines[which[k]], 1)) out.baselines[which[k]] = r[k];
+    }
+  }
+  out.best_baseline = best_index(out.baselines);
+
+  // Everything scored for this batch: the baselines (charged a partition change) first.
+  std::vector<Evaluated> pool;
+  for (const Evaluated& b : out.baselines) {
+    Evaluated e = b;
+    e.detail = "= " + b.method + " (" + b.detail + ")";
+    e.method = "pipeweaver";
+    if (opt_.charge_switch) e.switch_ns = switch_ns(previous_, e.schedule.chunks);
+    pool.push_back(std::move(e));
+  }
+
+  // Levels 1 and 2: module order x chunks per module x placement, scored first with one pass
+  // order on the interleaved baseline's microbatch count; the structures are pre-ranked by
+  // the busiest rank's share of the work (cheap), and the best few go to SEMU.
+  std::set<std::int32_t> ms;
+  for (const auto& s : base_sched) ms.insert(s.n_microbatches);
+  ms.erase(ms.begin(), std::prev(ms.end()));  // the interleaved baseline's count (the largest)
+  std::vector<std::vector<std::vector<std::int32_t>>> packings;
+  // Smaller microbatches too (twice as many): less activation memory each and a shorter
+  // fill and drain, against more per-microbatch overhead; SEMU decides.
+  const std::int32_t m_main = *ms.rbegin();
+  if (static_cast<std::size_t>(2 * m_main) <= batch.samples.size()) ms.insert(2 * m_main);
+  for (const std::int32_t m : ms) packings.push_back(pack_balanced(model_, batch, m));
+  const auto& main_packing = packings[static_cast<std::size_t>(std::distance(ms.begin(), ms.find(m_main)))];
+  const cost::Device device = cost::Device::from(cluster_.device, profile_);
+  const std::vector<WeavePolicy> policies = {{true, ForwardOrder::breadth, 0},
+                                             {true, ForwardOrder::depth, 0},
+                                             {false, ForwardOrder::breadth, 0}};
+  struct Structure {
+    std::vector<schedule::Chunk> chunks;
+    std::string text;
+    double predicted = 0;
+  };
+  std::vector<Structure> structures;
+  const spec::Batch* one = &batch;
+  const std::int32_t max_v = std::max(1, opt_.max_chunks_per_rank);
+  for (const std::vector<int>& order : module_orders(model_)) {
+    const std::vector<ModuleWeights> w = module_weights(model_, device, options_, std::span(one, 1), order);
+    // Per module: its share of V = p .. max_v p chunks, and whole laps of the ranks.
+    std::vector<std::vector<std::int32_t>> options(w.size());
+    for (std::int32_t v = 1; v <= max_v; ++v) {
+      std::int64_t layers = 0;
+      for (const ModuleWeights& mw : w) layers += static_cast<std::int64_t>(mw.w.size());
+      if (p * v > layers) break;
+      const std::vector<std::int32_t> c = chunk_counts(model_, w, p * v);
+      for (std::size_t j = 0; j < w.size(); ++j) options[j].push_back(c[j]);
+    }
+    for (std::size_t j = 0; j < w.size(); ++j) {
+      const auto L = static_cast<std::int32_t>(w[j].w.size());
+      for (const std::int32_t k : {p / 2, p, 2 * p, 3 * p, 4 * p})
+        if (k >= 1 && k <= L) options[j].push_back(k);
+      std::sort(options[j].begin(), options[j].end());
+      options[j].erase(std::unique(options[j].begin(), options[j].end()), options[j].end());
+    }
+    std::vector<std::size_t> pick(w.size(), 0);
+    while (true) {
+      std::vector<std::int32_t> counts(w.size());
+      std::int32_t total = 0;
+      for (std::size_t j = 0; j < w.size(); ++j) total += counts[j] = options[j][pick[j]];
+      if (total >= p && total <= max_v * p) {
+        for (const Placement pl : {Placement::looped, Placement::vshape}) {
+          if (total <= p && pl == Placement::vshape) continue;
+          Structure st;
+          st.chunks = balanced_partition(model_, w, counts);
+          place(st.chunks, p, pl);
+          const std::vector<double> cw = chunk_weights(model_, w, st.chunks);
+          std::vector<double> per_rank(static_cast<std::size_t>(p), 0.0);
+          double sum = 0;
+          for (std::size_t c = 0; c < cw.size(); ++c) {
+            per_rank[static_cast<std::size_t>(st.chunks[c].rank)] += cw[c];
+            sum += cw[c];
+          }
+          // The busiest rank, plus the fill/drain estimate of a pipeline of `total` chunks.
+          const double busiest = *std::max_element(per_rank.begin(), per_rank.end());
+          st.predicted = busiest + sum / static_cast<double>(total) / static_cast<double>(main_packing.size()) *
+                                       static_cast<double>(p - 1);
+          st.text = layout_text(model_, st.chunks, pl);
+          structures.push_back(std::move(st));
+        }
+      }
+      std::size_t j = 0;
+      for (; j < w.size(); ++j) {
+        if (++pick[j] < options[j].size()) break;
+        pick[j] = 0;
+      }
+      if (j == w.size()) break;
+    }
+  }
+  std::stable_sort(structures.begin(), structures.end(),
+                   [](const Structure& a, const Structure& b) { return a.predicted < b.predicted; });
+  if (structures.size() > 12) structures.resize(12);
+  std::vector<Candidate> level;
+  for (const Structure& st : structures) {
+    Candidate c;
+    c.chunks = st.chunks;
+    c.packing = main_packing;
+    c.policy = policies[0];
+    c.detail = st.text;
+    level.push_back(std::move(c));
+  }
+  if (!previous_.empty()) {
+    Candidate c;
+    c.chunks = previous_;
+    c.packing = main_packing;
+    c.policy = policies[0];
+    c.detail = "previous batch's layout (" + std::to_string(previous_.size()) + " chunks)";
+    level.push_back(std::move(c));
+  }
+  const auto finish_detail = [](Candidate& c) {
+    c.detail += ", " + policy_text(c.policy) + ", balanced packing (" + std::to_string(c.packing.size()) + " microbatches)";
+  };
+  std::vector<Candidate> structural = level;
+  for (Candidate& c : level) finish_detail(c);
+  std::vector<Evaluated> scored = evaluate_all(level, batch);
+  if (opt_.allow_recompute && std::none_of(scored.begin(), scored.end(), [](const Evaluated& e) { return e.fits(); })) {
+    // Nothing fits: the same structures recomputing the encoders' activations, or all, or
+    // none on twice as many (smaller) microbatches.
+    const std::size_t n = level.size();
+    for (std::size_t i = 0; i < n; ++i)
+      for (const Recompute rc : {Recompute::encoders, Recompute::none}) {
+        Candidate c = structural[i];
+        if (rc == Recompute::none) c.packing = packings.back();
+        c.recompute = rc;
+        structural.push_back(c);
+        finish_detail(c);
+        if (rc == Recompute::encoders) c.detail += ", encoders recomputed";
+        level.push_back(std::move(c));
+      }
+    for (std::size_t i = 0; i < n; ++i) {
+      level[i].recompute = Recompute::all;
+      structural[i].recompute = Recompute::all;
+      level[i].detail += ", full recomputation";
+    }
+    scored = evaluate_all(level, batch);
+  }
+  // Pass orders and packings on the best four structures.
+  {
+    std::vector<std::size_t> top(scored.size());
+    for (std::size_t i = 0; i < top.size(); ++i) top[i] = i;
+    std::stable_sort(top.begin(), top.end(), [&](std::size_t a, std::size_t b) { return better(scored[a], a, scored[b], b); });
+    std::vector<Candidate> more;
+    // The best three of each recomputation mode (they trade memory for time differently).
+    std::vector<std::size_t> chosen;
+    for (const Recompute rc : {Recompute::none, Recompute::encoders, Recompute::all}) {
+      std::size_t taken = 0;
+      for (const std::size_t i : top)
+        if (taken < 3 && level[i].recompute == rc && scored[i].fits()) {
+          chosen.push_back(i);
+          ++taken;
+        }
+    }
+    if (chosen.empty() && !top.empty()) chosen.push_back(top[0]);
+    for (const std::size_t t : chosen) {
+      const Candidate& src = level[t];
+      for (const WeavePolicy& pol : policies)
+        for (const auto& pk : packings) {
+          if (pk == src.packing && pol.split_backward == src.policy.split_backward && pol.forward == src.policy.forward)
+            continue;
+          Candidate c = structural[t];
+          c.policy = pol;
+          c.packing = pk;
+          c.recompute = src.recompute;
+          finish_detail(c);
+          if (c.recompute == Recompute::all) c.detail += ", full recomputation";
+          if (c.recompute == Recompute::encoders) c.detail += ", encoders recomputed";
+          more.push_back(std::move(c));
+        }
+    }
+    std::vector<Evaluated> r = evaluate_all(more, batch);
+    for (std::size_t i = 0; i < more.size(); ++i) {
+      level.push_back(std::move(more[i]));
+      scored.push_back(std::move(r[i]));
+    }
+  }
+  for (std::size_t i = 0; i < scored.size(); ++i)
+    if (opt_.charge_switch) scored[i].switch_ns = switch_ns(previous_, scored[i].schedule.chunks);
+
+  // Level 3: layer tuning from the best few distinct layouts.
+  std::vector<std::size_t> order(scored.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return better(scored[a], a, scored[b], b); });
+  struct Seed {
+    Candidate cand;
+    Evaluated eval;
+    bool done = false;
+  };
+  std::vector<Seed> seeds;
+  for (const std::size_t i : order) {
+    if (seeds.size() == 2 || !scored[i].fits()) break;
+    bool dup = false;
+    for (const Seed& s : seeds) dup = dup || s.cand.chunks == level[i].chunks;
+    if (!dup) seeds.push_back({level[i], scored[i], false});
+  }
+  for (std::int32_t round = 0; round < opt_.tune_rounds; ++round) {
+    if (watch.elapsed_ms() >= opt_.time_budget_ms) {
+      out.budget_hit = true;
+      break;
+    }
+    std::vector<Candidate> moves;
+    std::vector<std::size_t> owner;
+    for (std::size_t k = 0; k < seeds.size(); ++k) {
+      if (seeds[k].done) continue;
+      const Seed& s = seeds[k];
+      // The two busiest ranks; each of their chunks gives a layer to a neighbour of its module.
+      std::vector<std::int32_t> ranks(static_cast<std::size_t>(p));
+      for (std::int32_t r = 0; r < p; ++r) ranks[static_cast<std::size_t>(r)] = r;
+      std::stable_sort(ranks.begin(), ranks.end(), [&](std::int32_t a, std::int32_t b) {
+        return s.eval.result.busy_ns[static_cast<std::size_t>(a)] > s.eval.result.busy_ns[static_cast<std::size_t>(b)];
+      });
+      const std::size_t n = s.cand.chunks.size();
+      for (std::size_t rr = 0; rr < std::min<std::size_t>(2, ranks.size()); ++rr)
+        for (std::size_t j = 0; j < n; ++j) {
+          const schedule::Chunk& c = s.cand.chunks[j];
+          if (c.rank != ranks[rr] || c.layer_end - c.layer_begin < 2) continue;
+          for (const int dir : {-1, +1}) {
+            if ((dir < 0 && j == 0) || (dir > 0 && j + 1 == n)) continue;
+            const std::size_t nb = dir < 0 ? j - 1 : j + 1;
+            if (s.cand.chunks[nb].module != c.module) continue;
+            Candidate m = s.cand;
+            if (dir < 0) {
+              ++m.chunks[nb].layer_end;
+              ++m.chunks[j].layer_begin;
+            } else {
+              --m.chunks[j].layer_end;
+              --m.chunks[nb].layer_begin;
+            }
+            moves.push_back(std::move(m));
+            owner.push_back(k);
+          }
+        }
+    }
+    if (moves.empty()) break;
+    std::vector<Evaluated> r = evaluate_all(moves, batch);
+    std::vector<std::size_t> best_move(seeds.size(), moves.size());
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      if (opt_.charge_switch) r[i].switch_ns = switch_ns(previous_, r[i].schedule.chunks);
+      const std::size_t k = owner[i];
+      const bool improves = better(r[i], 0, seeds[k].eval, 1) && r[i].score_ns() < seeds[k].eval.score_ns();
+      if (improves && (best_move[k] == moves.size() || better(r[i], i, r[best_move[k]], best_move[k]))) best_move[k] = i;
+    }
+    bool any = false;
+    for (std::size_t k = 0; k < seeds.size(); ++k) {
+      if (seeds[k].done) continue;
+      if (best_move[k] == moves.size()) {
+        seeds[k].done = true;
+        continue;
+      }
+      any = true;
+      seeds[k].cand = moves[best_move[k]];
+      seeds[k].eval = r[best_move[k]];
+      if (seeds[k].cand.detail.find(", layer-tuned") == std::string::npos) seeds[k].cand.detail += ", layer-tuned";
+      seeds[k].eval.detail = seeds[k].cand.detail;
+    }
+    if (!any) break;
+  }
+  for (Seed& s : seeds) pool.push_back(std::move(s.eval));
+  for (Evaluated& e : scored) pool.push_back(std::move(e));
+  out.best = pool[best_index(pool)];
+  out.best.method = "pipeweaver";
+  previous_ = out.best.schedule.chunks;
+  out.candidates = stats_.candidates - before;
+  out.search_ms = watch.elapsed_ms();
+  if (out.search_ms > opt_.time_budget_ms) out.budget_hit = true;
+  return out;
+}
+
+}  // namespace pipeweaver::search

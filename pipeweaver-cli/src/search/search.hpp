@@ -1,0 +1,120 @@
+// PipeWeaver's per-batch schedule search. For each batch, top-down through a hierarchical
+// space, every candidate scored by the cost model + SEMU:
+//   1. modality-module ranking: the order of the encoders' chunks before the LLM's;
+//   2. stage interleaving: how many chunks in all (p .. max_chunks_per_rank x p), how many per
+//      module (in proportion to the module's time on THIS batch), their placement on the
+//      ranks (looped or V-shaped), and the order of passes (the weaver: backward split into
+//      I + W or not, breadth- or depth-first forwards), on compute-balanced microbatches;
+//   3. model-layer tuning: from the best few, move layer boundaries between neighbouring
+//      chunks of a module off the busiest rank while SEMU's step time improves.
+// Candidates whose peak memory exceeds a rank's capacity are rejected (full recomputation
+// is tried when nothing fits without it). The baselines are candidates too, so the result
+// is never worse than the best of them; a change of layer placement from the previous
+// batch is charged the time to move those layers' weights and optimizer state.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/thread_pool.hpp"
+#include "cost/cost_model.hpp"
+#include "cost/device_profile.hpp"
+#include "schedule/schedule.hpp"
+#include "search/baselines.hpp"
+#include "semu/semu.hpp"
+#include "spec/cluster.hpp"
+#include "spec/model.hpp"
+#include "spec/sample.hpp"
+
+namespace pipeweaver::search {
+
+struct SearchOptions {
+  std::int32_t threads = 1;
+  double time_budget_ms = 1000;  // per batch; checked between rounds of candidates
+  std::int32_t max_chunks_per_rank = 4;
+  std::int32_t tune_rounds = 24;  // layer-tuning moves at most
+  bool allow_recompute = true;
+  bool charge_switch = true;
+  std::int32_t baseline_chunks_per_rank = 2;
+  std::int64_t token_budget = 0;  // 0 = automatic (see plan_baselines)
+};
+
+/// Activation recomputation (Megatron-LM's full granularity) for a candidate.
+enum class Recompute : std::uint8_t { none, encoders, all };
+const char* to_string(Recompute r);  // "none", "encoders", "all"
+
+/// One scored schedule.
+struct Evaluated {
+  std::string method;  // "pipeweaver", "gpipe", "1f1b", ...
+  std::string detail;  // how it was built, one line
+  schedule::Schedule schedule;
+  Recompute recompute = Recompute::none;
+  semu::Result result;  // no timeline
+  std::int64_t switch_ns = 0;
+  bool fits() const { return !result.exceeds_memory; }
+  std::int64_t score_ns() const { return result.step_ns + switch_ns; }
+};
+
+struct BatchResult {
+  std::int64_t batch = 0;
+  std::vector<Evaluated> baselines;  // in baseline_generators() order
+  Evaluated best;                    // PipeWeaver's pick
+  std::size_t best_baseline = 0;     // index of the fastest baseline that fits (else the fastest)
+  double search_ms = 0;
+  std::int64_t candidates = 0;
+  bool budget_hit = false;
+};
+
+struct SearchStats {
+  std::int64_t candidates = 0;
+  double eval_seconds = 0;  // wall time spent evaluating candidates
+  std::int64_t chunk_lookups = 0, chunk_hits = 0;
+  double hit_rate() const { return chunk_lookups ? static_cast<double>(chunk_hits) / static_cast<double>(chunk_lookups) : 0.0; }
+};
+
+class Searcher {
+ public:
+  Searcher(const spec::ModelSpec& model, const spec::ClusterSpec& cluster, cost::CostOptions options,
+           const cost::DeviceProfile* profile, std::span<const spec::Batch> trace, SearchOptions search);
+  ~Searcher();
+  Searcher(const Searcher&) = delete;
+  Searcher& operator=(const Searcher&) = delete;
+
+  /// Searches one batch. Call in trace order: the previous batch's pick decides what a
+  /// partition change costs.
+  BatchResult search(const spec::Batch& batch);
+
+  /// Re-plays `e` on `batch` with the timeline recorded (for reports and Chrome traces).
+  semu::Result replay(const Evaluated& e, const spec::Batch& batch);
+  /// The costs SEMU used for `e` (for Chrome traces).
+  semu::StepCosts costs_of(const Evaluated& e, const spec::Batch& batch);
+
+  const BaselinePlan& plan() const { return plan_; }
+  SearchStats stats() const;
+
+  /// Time to move the layers whose rank differs between `from` and `to` (weights plus
+  /// optimizer state over the links between their ranks; all ranks in parallel).
+  std::int64_t switch_ns(const std::vector<schedule::Chunk>& from, const std::vector<schedule::Chunk>& to) const;
+
+ private:
+  struct Worker;
+  struct Candidate;
+  std::vector<Evaluated> evaluate_all(std::vector<Candidate>& cands, const spec::Batch& batch);
+  Evaluated evaluate(Worker& w, Candidate& c, const spec::Batch& batch);
+
+  const spec::ModelSpec& model_;
+  const spec::ClusterSpec& cluster_;
+  cost::CostOptions options_;
+  const cost::DeviceProfile* profile_;
+  SearchOptions opt_;
+  BaselinePlan plan_;
+  common::ThreadPool pool_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<schedule::Chunk> previous_;  // the layout chosen for the previous batch
+  SearchStats stats_;
+};
+
+}  // namespace pipeweaver::search

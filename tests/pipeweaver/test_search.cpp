@@ -1,0 +1,282 @@
+// The schedule search: the weaver's orders, the min-max partition, compute-balanced packing,
+// the baselines' setup, the partition-switch charge and the search's guarantees.
+#include "search/search.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "schedule/generators.hpp"
+#include "search/baselines.hpp"
+#include "search/partition.hpp"
+#include "search/weave.hpp"
+#include "spec/cluster.hpp"
+#include "spec/model.hpp"
+#include "spec_test_util.hpp"
+#include "test_support.hpp"
+
+using namespace pipeweaver;
+
+namespace {
+
+semu::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t ti, std::int64_t tw,
+                        std::int64_t act = 0) {
+  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  std::fill(c.f_ns.begin(), c.f_ns.end(), tf);
+  std::fill(c.b_ns.begin(), c.b_ns.end(), ti + tw);
+  std::fill(c.i_ns.begin(), c.i_ns.end(), ti);
+  std::fill(c.w_ns.begin(), c.w_ns.end(), tw);
+  std::fill(c.act_bytes.begin(), c.act_bytes.end(), act);
+  std::fill(c.act_w_bytes.begin(), c.act_w_bytes.end(), act / 4);
+  return c;
+}
+
+schedule::Schedule skeleton(std::int32_t p, std::int32_t m, std::int32_t n_chunks, search::Placement pl) {
+  schedule::Schedule s;
+  s.n_ranks = p;
+  s.n_microbatches = m;
+  s.chunks = schedule::uniform_chunks("llm", n_chunks, 1);
+  search::place(s.chunks, p, pl);
+  return s;
+}
+
+// A batch of n samples for LLaVA-7B: text of varying length, every third with an image.
+spec::Batch llava_batch(std::int32_t n, std::uint32_t seed, bool uniform_samples = false) {
+  std::mt19937 rng(seed);
+  spec::Batch b;
+  for (std::int32_t i = 0; i < n; ++i) {
+    spec::Sample s;
+    s.text_tokens = uniform_samples ? 512 : 64 + static_cast<std::int64_t>(rng() % 1500);
+    if (!uniform_samples && i % 3 == 0) s.images.push_back({576, 1});
+    b.samples.push_back(s);
+  }
+  return b;
+}
+
+struct Fixture {
+  spec::ModelSpec model = spec::load_model(pwtest::config("models/llava-7b.json"));
+  spec::ClusterSpec cluster = spec::load_cluster(pwtest::config("clusters/h100-80g-8x.json"));
+  Fixture() { cluster.pipeline_size = 4; }
+};
+
+}  // namespace
+
+TEST_CASE("pipeweaver the weaver's orders pass validation for any placement and policy", "[unit]") {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 60; ++trial) {
+    const std::int32_t p = 1 + static_cast<std::int32_t>(rng() % 5);
+    const std::int32_t v = 1 + static_cast<std::int32_t>(rng() % 3);
+    const std::int32_t m = 1 + static_cast<std::int32_t>(rng() % 9);
+    const std::int32_t extra = static_cast<std::int32_t>(rng() % 3);  // uneven chunks per rank too
+    schedule::Schedule s = skeleton(p, m, p * v + extra, trial % 2 ? search::Placement::looped : search::Placement::vshape);
+    semu::StepCosts c = uniform(s, 1, 1, 1, 100);
+    for (auto* vec : {&c.f_ns, &c.i_ns, &c.w_ns, &c.send_f_ns, &c.send_b_ns})
+      for (auto& x : *vec) x = 1 + static_cast<std::int64_t>(rng() % 50);
+    for (std::size_t k = 0; k < c.b_ns.size(); ++k) c.b_ns[k] = c.i_ns[k] + c.w_ns[k];
+    for (std::size_t r = 0; r < c.capacity_bytes.size(); ++r) c.capacity_bytes[r] = (trial % 3 == 0) ? 250 : 0;
+    search::WeavePolicy pol;
+    pol.split_backward = trial % 2 == 0;
+    pol.forward = trial % 4 < 2 ? search::ForwardOrder::breadth : search::ForwardOrder::depth;
+    search::weave(s, c, pol);
+    INFO("p=" << p << " v=" << v << " m=" << m << " extra=" << extra);
+    const auto problem = schedule::find_problem(s);
+    CHECK_FALSE(problem.has_value());
+    const semu::Result r = semu::simulate(s, c);
+    CHECK(r.n_actions == static_cast<std::int64_t>(s.n_stages()) * m * (pol.split_backward ? 3 : 2));
+  }
+}
+
+TEST_CASE("pipeweaver woven one-chunk-per-rank pipelines meet the closed form (m + p - 1)(tf + tb)", "[unit]") {
+  for (const std::int32_t p : {1, 2, 4, 7})
+    for (const std::int32_t m : {1, 3, 8, 16}) {
+      schedule::Schedule s = skeleton(p, m, p, search::Placement::looped);
+      const semu::StepCosts c = uniform(s, 3, 4, 2);
+      search::weave(s, c, {false, search::ForwardOrder::breadth, 0});
+      CHECK(semu::simulate(s, c).step_ns == static_cast<std::int64_t>(m + p - 1) * (3 + 6));
+      // Splitting the backward and deferring W never makes it slower here.
+      schedule::Schedule z = skeleton(p, m, p, search::Placement::looped);
+      search::weave(z, c, {true, search::ForwardOrder::breadth, 0});
+      CHECK(semu::simulate(z, c).step_ns <= static_cast<std::int64_t>(m + p - 1) * (3 + 6));
+    }
+}
+
+TEST_CASE("pipeweaver the weaver admits a microbatch only when its activations fit", "[unit]") {
+  const std::int32_t p = 4, m = 12;
+  for (const std::int64_t fit : {1, 2, 3}) {
+    schedule::Schedule s = skeleton(p, m, 2 * p, search::Placement::looped);
+    semu::StepCosts c = uniform(s, 2, 2, 2, 1000);
+    for (std::size_t r = 0; r < static_cast<std::size_t>(p); ++r) {
+      c.static_bytes[r] = 500;
+      // Two chunks per rank: a microbatch needs 2000 bytes; room for `fit` of them.
+      c.capacity_bytes[r] = 500 + fit * 2000;
+    }
+    search::weave(s, c, {false, search::ForwardOrder::breadth, 0});
+    const semu::Result r = semu::simulate(s, c);
+    CHECK_FALSE(r.exceeds_memory);
+    for (const std::int64_t k : r.peak_act_microbatches) CHECK(k <= 2 * fit);
+  }
+}
+
+TEST_CASE("pipeweaver split_min_max finds the best contiguous split (against brute force)", "[unit]") {
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 200; ++trial) {
+    const std::size_t n = 1 + rng() % 9;
+    std::vector<double> w(n);
+    for (double& x : w) x = static_cast<double>(1 + rng() % 20);
+    const std::int32_t k = 1 + static_cast<std::int32_t>(rng() % n);
+    const std::vector<std::int32_t> b = search::split_min_max(w, k);
+    REQUIRE(b.size() == static_cast<std::size_t>(k) + 1);
+    CHECK(b.front() == 0);
+    CHECK(b.back() == static_cast<std::int32_t>(n));
+    double got = 0;
+    for (std::size_t j = 0; j + 1 < b.size(); ++j) {
+      CHECK(b[j] < b[j + 1]);
+      got = std::max(got, std::accumulate(w.begin() + b[j], w.begin() + b[j + 1], 0.0));
+    }
+    // Brute force over all cut sets.
+    double best = 1e18;
+    for (std::uint32_t mask = 0; mask < (1u << (n - 1)); ++mask) {
+      if (static_cast<std::int32_t>(__builtin_popcount(mask)) != k - 1) continue;
+      double part = 0, worst = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        part += w[i];
+        if (i + 1 == n || (mask >> i) & 1u) {
+          worst = std::max(worst, part);
+          part = 0;
+        }
+      }
+      best = std::min(best, worst);
+    }
+    CHECK(got == best);
+  }
+}
+
+TEST_CASE("pipeweaver balanced packing puts every sample in exactly one of m non-empty microbatches", "[unit]") {
+  Fixture f;
+  const spec::Batch b = llava_batch(40, 5);
+  for (const std::int32_t m : {1, 4, 8, 40}) {
+    const auto mbs = search::pack_balanced(f.model, b, m);
+    REQUIRE(mbs.size() == static_cast<std::size_t>(m));
+    std::set<std::int32_t> seen;
+    for (const auto& mb : mbs) {
+      CHECK_FALSE(mb.empty());
+      for (const std::int32_t i : mb) CHECK(seen.insert(i).second);
+    }
+    CHECK(seen.size() == b.samples.size());
+  }
+  CHECK(pwtest::error_of([&] { search::pack_balanced(f.model, b, 41); }).find("cannot pack 40 samples") != std::string::npos);
+  // Balancing compute beats packing in order by tokens on the heaviest microbatch's FLOPs.
+  const auto flops = [&](const std::vector<std::vector<std::int32_t>>& mbs) {
+    double worst = 0;
+    for (const auto& mb : mbs) {
+      double x = 0;
+      for (const std::int32_t i : mb) x += f.model.forward_flops(b.samples[static_cast<std::size_t>(i)]);
+      worst = std::max(worst, x);
+    }
+    return worst;
+  };
+  CHECK(flops(search::pack_balanced(f.model, b, 8)) <= flops(cost::pack_contiguous(f.model, b, 8)));
+}
+
+TEST_CASE("pipeweaver interleaved baselines get a multiple of p microbatches", "[unit]") {
+  Fixture f;
+  std::vector<spec::Batch> trace = {llava_batch(37, 1), llava_batch(50, 2)};
+  const cost::Device d = cost::Device::from(f.cluster.device);
+  const search::BaselinePlan plan = search::plan_baselines(f.model, f.cluster, d, {}, trace, 2, 0);
+  CHECK(plan.one_per_rank.size() == 4);
+  CHECK(plan.interleaved.size() == 8);
+  CHECK(plan.token_budget % 64 == 0);
+  for (const auto& b : trace) {
+    const auto mbs = search::baseline_packing(plan, f.model, b, true);
+    CHECK(mbs.size() % 4 == 0);
+    std::size_t n = 0;
+    for (const auto& mb : mbs) n += mb.size();
+    CHECK(n == b.samples.size());
+    for (const auto* g : search::baseline_generators()) {
+      const schedule::Schedule s = search::baseline_schedule(plan, *g, f.model, b);
+      CHECK_FALSE(schedule::find_problem(s).has_value());
+    }
+  }
+}
+
+TEST_CASE("pipeweaver the search is never worse than the baselines, and deterministic across thread counts", "[unit]") {
+  Fixture f;
+  std::vector<spec::Batch> trace = {llava_batch(32, 7), llava_batch(32, 8), llava_batch(32, 9, true)};
+  for (std::size_t i = 0; i < trace.size(); ++i) trace[i].index = static_cast<std::int64_t>(i);
+  search::SearchOptions o;
+  o.time_budget_ms = 1e6;  // never cut: results must not depend on timing
+  o.max_chunks_per_rank = 2;
+  std::vector<std::int64_t> steps[2];
+  std::vector<schedule::Schedule> picks[2];
+  for (const std::int32_t threads : {1, 2}) {
+    o.threads = threads;
+    search::Searcher s(f.model, f.cluster, {}, nullptr, trace, o);
+    for (const spec::Batch& b : trace) {
+      const search::BatchResult r = s.search(b);
+      CHECK(r.best.fits());
+      CHECK_FALSE(schedule::find_problem(r.best.schedule).has_value());
+      for (const search::Evaluated& base : r.baselines)
+        if (base.fits()) CHECK(r.best.score_ns() <= base.result.step_ns + r.best.switch_ns);
+      steps[threads - 1].push_back(r.best.score_ns());
+      picks[threads - 1].push_back(r.best.schedule);
+    }
+  }
+  CHECK(steps[0] == steps[1]);
+  CHECK(picks[0] == picks[1]);
+}
+
+TEST_CASE("pipeweaver on a uniform batch the search matches interleaved 1F1B or beats it", "[unit]") {
+  Fixture f;
+  const std::vector<spec::Batch> trace = {llava_batch(32, 1, true)};
+  search::SearchOptions o;
+  o.time_budget_ms = 1e6;
+  search::Searcher s(f.model, f.cluster, {}, nullptr, trace, o);
+  const search::BatchResult r = s.search(trace[0]);
+  const auto it = std::find_if(r.baselines.begin(), r.baselines.end(),
+                               [](const search::Evaluated& e) { return e.method == "interleaved-1f1b"; });
+  REQUIRE(it != r.baselines.end());
+  CHECK(r.best.score_ns() <= it->result.step_ns);
+}
+
+TEST_CASE("pipeweaver moving layers between batches is charged by bytes over the link", "[unit]") {
+  Fixture f;
+  const std::vector<spec::Batch> trace = {llava_batch(16, 1)};
+  search::Searcher s(f.model, f.cluster, {}, nullptr, trace, {});
+  std::vector<schedule::Chunk> a = {{"vision", 0, 24, 0}, {"llm", 0, 10, 1}, {"llm", 10, 21, 2}, {"llm", 21, 32, 3}};
+  CHECK(s.switch_ns(a, a) == 0);
+  CHECK(s.switch_ns({}, a) == 0);
+  std::vector<schedule::Chunk> b = a;
+  b[1].layer_end = 11;  // layer 10 moves from rank 2 to rank 1
+  b[2].layer_begin = 11;
+  const spec::Module& llm = f.model.llm();
+  const double bytes = static_cast<double>(llm.layer_params()) * static_cast<double>(f.model.dtype_bytes + 12);
+  const auto expect = static_cast<std::int64_t>(bytes / f.cluster.intra_node.bandwidth_bytes_per_s * 1e9);
+  CHECK(std::llabs(s.switch_ns(a, b) - expect) <= 1);
+}
+
+TEST_CASE("pipeweaver recomputation keeps only layer inputs and reruns the forward before the backward", "[unit]") {
+  Fixture f;
+  const cost::Device d = cost::Device::from(f.cluster.device);
+  cost::ModuleLoad load;
+  load.seqs = {{577, 3}, {1024, 1}};
+  load.tokens = 577 * 3 + 1024;
+  for (const spec::Module& m : f.model.modules) {
+    if (m.kind == spec::ModuleKind::projector) continue;
+    cost::CostOptions plain, all, enc;
+    all.recompute = true;
+    enc.recompute_encoders = true;
+    const cost::PassCost a = cost::layer_cost(d, m, load, f.model.dtype_bytes, plain);
+    const cost::PassCost b = cost::layer_cost(d, m, load, f.model.dtype_bytes, all);
+    const cost::PassCost e = cost::layer_cost(d, m, load, f.model.dtype_bytes, enc);
+    INFO(m.name);
+    CHECK(b.f_ns == a.f_ns);
+    CHECK(std::llabs(b.i_ns - (a.i_ns + a.f_ns)) <= 1);
+    CHECK(b.w_ns == a.w_ns);
+    CHECK(b.act_bytes == f.model.dtype_bytes * m.layer.hidden * load.tokens);
+    CHECK(b.act_w_bytes == a.act_w_bytes);
+    CHECK(b.act_bytes < a.act_bytes);
+    if (m.kind == spec::ModuleKind::encoder) CHECK(e == b);
+    else CHECK(e == a);
+  }
+}
