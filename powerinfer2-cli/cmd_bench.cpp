@@ -1,5 +1,6 @@
 // `powerinfer2-cli bench -m MODEL -p 512 -n 128 -t 2 [-r REPS] [--json]`: prefill (pp) and
 // decode (tg) throughput of the dense engine, mean ± stddev over repetitions (llama-bench).
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -30,7 +31,10 @@ void run_bench(const BenchOptions& o) {
   if (o.reps == 0) throw common::UsageError("-r must be at least 1");
   common::ThreadPool pool(o.threads);
   const engine::Model model(o.model, &pool);  // repacks Q8_0 / Q4_0 on the pool
-  engine::Forward forward(model, pool);
+  // Like llama-bench: a context of p + n tokens (at most the model's), not the model's full
+  // context (32768 for Mistral-7B: an 8 GiB F32 KV cache).
+  const std::size_t need = std::max<std::size_t>(1, o.n_prompt + o.n_gen);
+  engine::Forward forward(model, pool, std::min<std::size_t>(need, model.config.n_ctx));
   const engine::BenchResult r = engine::bench(forward, o.n_prompt, o.n_gen, o.reps);
   if (o.json) {
     nlohmann::ordered_json j;

@@ -24,13 +24,17 @@ struct GenerateOptions {
   std::size_t n_predict = 128;
   engine::SamplerParams sampling;
   std::size_t threads = 2;
+  std::size_t n_ctx = 0;
   bool json = false;
 };
 
 void run_generate(const GenerateOptions& o) {
   common::ThreadPool pool(o.threads);
   const engine::Model model(o.model, &pool);  // repacks Q8_0 / Q4_0 on the pool
-  engine::Forward forward(model, pool);
+  if (o.n_ctx > model.config.n_ctx)
+    throw common::UsageError("-c " + std::to_string(o.n_ctx) + ": the model's context is " + std::to_string(model.config.n_ctx),
+                             "give at most " + std::to_string(model.config.n_ctx) + " (0: the model's context)");
+  engine::Forward forward(model, pool, o.n_ctx);
   engine::Sampler sampler(o.sampling, model.config.vocab);
   std::function<void(std::string_view)> stream;
   if (!o.json)
@@ -79,6 +83,8 @@ void register_generate(common::CliApp& cli) {
       ->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("-s,--seed", o->sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (0: all hardware threads)")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", o->n_ctx, "Context (KV cache) length in tokens (0: the model's context)")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object (text, tokens, statistics) instead");
 }
 

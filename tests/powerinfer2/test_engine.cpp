@@ -308,6 +308,15 @@ TEST_CASE("powerinfer2 generate: bad input exits 3 with a message", "[unit]") {
   CHECK(r.exit_code == 3);
   CHECK(r.err.find("prompt has 10 tokens, the model's context is 8") != std::string::npos);
   CHECK(r.out.empty());
+  // -c sets a shorter context (the KV cache's length); longer than the model's is a usage error.
+  r = testing::run_command(cli() + " generate -m " + m + " -c 4 -p 'a b a b a b' -n 2");
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("the model's context is 4") != std::string::npos);
+  r = testing::run_command(cli() + " generate -m " + m + " -c 16 -p a -n 2");
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("-c 16: the model's context is 8") != std::string::npos);
+  r = testing::run_command(cli() + " generate -m " + m + " -c 6 -p a -n 2 --temp 0");
+  CHECK(r.exit_code == 0);
 
   TinySpec missing;
   missing.skip_tensor = "blk.1.ffn_up.weight";
