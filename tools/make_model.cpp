@@ -1,11 +1,13 @@
 // make-model --preset tiny|1b|7b --type f32|f16|q8_0|q4_0 --activation swiglu|reglu|drelu
-//            --seed S [--vocab FILE.gguf] [--layers N] [--ctx N] [-t THREADS] -o OUT.gguf
+//            --seed S [--sparsity S] [--hot-fraction H] [--vocab FILE.gguf] [--layers N] [--ctx N]
+//            [-t THREADS] -o OUT.gguf
 // Writes a llama GGUF of a preset's shape with random weights, deterministic by seed
 // (model_maker.hpp describes the scheme), and a SentencePiece vocabulary: byte-level by
 // default, or the tokenizer.* keys copied from --vocab.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -25,6 +27,8 @@ namespace pw = powerinfer2;
 struct Options {
   std::string preset, type = "f16", activation = "swiglu", vocab, output;
   std::uint64_t seed = 1;
+  std::optional<double> sparsity;  // default: 0.9 for reglu/drelu, 0 for swiglu
+  double hot_fraction = 0.2;
   std::uint32_t layers = 0, ctx = 0;  // 0: the preset's
   std::size_t threads = 0;
   bool quiet = false;
@@ -64,6 +68,8 @@ void run(const Options& o) {
   m.type = parse_type(o.type);
   m.activation = parse_activation(o.activation);
   m.seed = o.seed;
+  m.sparsity = o.sparsity.value_or(m.activation == pw::model::FfnActivation::swiglu ? 0.0 : 0.9);
+  m.hot_fraction = o.hot_fraction;
   m.vocab_path = o.vocab;
   common::ThreadPool pool(o.threads);
   common::Stopwatch clock;
@@ -91,6 +97,10 @@ int main(int argc, char** argv) {
   app.add_option("--type", o.type, "Weight type: f32, f16, q8_0, q4_0 (norms are always F32)")->capture_default_str();
   app.add_option("--activation", o.activation, "FFN activation: swiglu, reglu, drelu")->capture_default_str();
   app.add_option("--seed", o.seed, "Random seed (the same seed gives the same bytes)")->capture_default_str();
+  app.add_option("--sparsity", o.sparsity,
+                 "Fraction of FFN neurons zero per token (reglu/drelu; default 0.9; 0: plain random weights)");
+  app.add_option("--hot-fraction", o.hot_fraction, "Fraction of neurons carrying 80% of the firings")
+      ->capture_default_str();
   app.add_option("--vocab", o.vocab, "Copy the vocabulary (tokenizer.* keys) from this GGUF file");
   app.add_option("--layers", o.layers, "Override the preset's layer count");
   app.add_option("--ctx", o.ctx, "Override the preset's context length (llama.context_length)");

@@ -112,17 +112,28 @@ std::vector<io::GgufKeyValue> read_vocab(const std::string& path, std::uint32_t&
   return keys;
 }
 
+// How a sparse model's tensor departs from the plain scheme (model_maker.hpp).
+struct Shaping {
+  float std_dev = 0.0f;             // the rows' standard deviation
+  bool zero_row0 = false;           // row 0 all zeros: nothing writes residual channel 0
+  bool first_one = false;           // element 0 of every row is 1 (the bias channel)
+  std::vector<float> first_per_row;  // element 0 of row r (the neurons' biases); empty: kept
+};
+
 // Fills one matrix: rows generated in parallel, each converted to `type`.
 void fill_matrix(std::span<std::uint8_t> bytes, GgmlType type, const std::string& name, std::uint64_t seed,
-                 std::size_t n_rows, std::size_t row_length, common::ThreadPool& pool) {
+                 std::size_t n_rows, std::size_t row_length, const Shaping& shaping, common::ThreadPool& pool) {
   const std::size_t row_bytes = static_cast<std::size_t>(*io::ggml_row_bytes(type, row_length));
   PWPI_CHECK(bytes.size() == n_rows * row_bytes);
-  const float std_dev = weight_std(row_length);
+  PWPI_CHECK(shaping.first_per_row.empty() || shaping.first_per_row.size() == n_rows);
   const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 16) / row_length);
   pool.parallel_for(0, n_rows, grain, [&](std::size_t r0, std::size_t r1) {
     std::vector<float> row(row_length);
     for (std::size_t r = r0; r < r1; ++r) {
-      generate_row(seed, name, r, std_dev, row);
+      generate_row(seed, name, r, shaping.std_dev, row);
+      if (shaping.zero_row0 && r == 0) std::fill(row.begin(), row.end(), 0.0f);
+      if (shaping.first_one) row[0] = 1.0f;
+      if (!shaping.first_per_row.empty()) row[0] = shaping.first_per_row[r];
       std::uint8_t* dst = bytes.data() + r * row_bytes;
       switch (type) {
         case GgmlType::F32: std::memcpy(dst, row.data(), row_bytes); break;
@@ -135,7 +146,87 @@ void fill_matrix(std::span<std::uint8_t> bytes, GgmlType type, const std::string
   });
 }
 
+// x with P(N(0,1) > x) = q, by bisection (q in (0, 1)).
+double upper_quantile(double q) {
+  double lo = -12.0, hi = 12.0;
+  for (int i = 0; i < 80; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(mid / std::sqrt(2.0)) > q ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+// "blk.N.suffix" -> N and suffix; -1 for other names.
+int layer_of(const std::string& name, std::string& suffix) {
+  if (name.rfind("blk.", 0) != 0) return -1;
+  const std::size_t dot = name.find('.', 4);
+  suffix = name.substr(dot + 1);
+  return std::stoi(name.substr(4, dot - 4));
+}
+
+constexpr double kHotShare = 0.8;   // the hot fraction carries this share of the firings
+constexpr double kMaxFiring = 0.95;  // no neuron fires on every token
+
+// The shaping of matrix `name` in a sparse model (sparsity > 0).
+Shaping sparse_shaping(const MakeModelOptions& o, const model::ModelConfig& c, const std::string& name,
+                       std::uint64_t row_length) {
+  Shaping s;
+  s.std_dev = weight_std(row_length);
+  std::string suffix;
+  const int layer = layer_of(name, suffix);
+  if (name == "token_embd.weight") {
+    s.std_dev = 1.0f;
+    s.first_one = true;
+  } else if (suffix == "attn_output.weight" || suffix == "ffn_down.weight") {
+    s.std_dev *= static_cast<float>(1.0 / std::sqrt(2.0 * c.n_layer));
+    s.zero_row0 = true;
+  } else if (suffix == "ffn_gate.weight" ||
+             (suffix == "ffn_up.weight" && o.activation == model::FfnActivation::drelu)) {
+    const bool drelu = o.activation == model::FfnActivation::drelu;
+    const std::vector<double> p =
+        firing_probabilities(o.seed, static_cast<std::uint32_t>(layer), c.ffn_dim, o.sparsity, o.hot_fraction);
+    const double to_weight = 1.0 / std::sqrt(static_cast<double>(c.dim));  // xb[0] ~ sqrt(dim)
+    s.first_per_row.resize(p.size());
+    for (std::size_t i = 0; i < p.size(); ++i)
+      s.first_per_row[i] = static_cast<float>(-upper_quantile(drelu ? std::sqrt(p[i]) : p[i]) * to_weight);
+  }
+  return s;
+}
+
 }  // namespace
+
+std::vector<double> firing_probabilities(std::uint64_t seed, std::uint32_t layer, std::uint32_t ffn_dim,
+                                         double sparsity, double hot_fraction) {
+  PWPI_CHECK(sparsity > 0.0 && sparsity < 1.0 && hot_fraction > 0.0 && hot_fraction <= kHotShare);
+  // p(u) = c exp(-u / lambda) over uniform u: the top h carry (1 - e^(-h/l)) / (1 - e^(-1/l))
+  // of the mass, a decreasing function of lambda.
+  double l_lo = 1e-3, l_hi = 1e3;
+  for (int i = 0; i < 100; ++i) {
+    const double l = std::sqrt(l_lo * l_hi);
+    ((1.0 - std::exp(-hot_fraction / l)) / (1.0 - std::exp(-1.0 / l)) > kHotShare ? l_lo : l_hi) = l;
+  }
+  const double lambda = l_hi;
+  std::vector<double> u(ffn_dim);
+  std::uint64_t state = mix64(seed ^ mix64(fnv1a("powerinfer2.hotness") + layer * kGolden));
+  for (double& x : u) {
+    state += kGolden;
+    x = (static_cast<double>(mix64(state) >> 11) + 0.5) * 0x1p-53;
+  }
+  const double target = 1.0 - sparsity;
+  auto mean_at = [&](double c) {
+    double sum = 0.0;
+    for (double x : u) sum += std::min(kMaxFiring, c * std::exp(-x / lambda));
+    return sum / static_cast<double>(u.size());
+  };
+  double lo = 0.0, hi = 1e6;  // mean_at(hi) is the cap: a target above it gives the cap
+  for (int i = 0; i < 200; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (mean_at(mid) < target ? lo : hi) = mid;
+  }
+  std::vector<double> p(ffn_dim);
+  for (std::size_t i = 0; i < p.size(); ++i) p[i] = std::min(kMaxFiring, hi * std::exp(-u[i] / lambda));
+  return p;
+}
 
 std::span<const ModelShape> presets() { return kPresets; }
 
@@ -181,6 +272,13 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
                              "valid types: f32, f16, q8_0, q4_0");
   ModelShape shape = o.shape;
   check_shape(shape);
+  const bool sparse = o.sparsity > 0.0;
+  if (o.sparsity < 0.0 || o.sparsity >= 0.99)
+    throw common::UsageError("--sparsity must be in [0, 0.99), got " + std::to_string(o.sparsity));
+  if (o.hot_fraction <= 0.0 || o.hot_fraction > kHotShare)
+    throw common::UsageError("--hot-fraction must be in (0, 0.8], got " + std::to_string(o.hot_fraction));
+  if (sparse && o.activation == model::FfnActivation::swiglu)
+    throw common::UsageError("--sparsity needs --activation reglu or drelu (SiLU is never exactly zero)");
   std::vector<io::GgufKeyValue> vocab_keys;
   if (!o.vocab_path.empty()) {
     vocab_keys = read_vocab(o.vocab_path, shape.vocab);
@@ -234,15 +332,23 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
     ++result.n_tensors;
     if (s.n_dims >= 2 && type != o.type) result.kept_f16.push_back(s.name);
     if (s.n_dims == 1) {
-      w.add_tensor_generated(s.name, type, std::move(ne), [&progress](std::span<std::uint8_t> bytes) {
+      // A sparse model's ffn_norm carries the bias channel at sqrt(dim) (model_maker.hpp).
+      const float first = sparse && s.name.ends_with("ffn_norm.weight")
+                              ? static_cast<float>(std::sqrt(static_cast<double>(c.dim)))
+                              : 1.0f;
+      w.add_tensor_generated(s.name, type, std::move(ne), [&progress, first](std::span<std::uint8_t> bytes) {
         const float one = 1.0f;
         for (std::size_t i = 0; i < bytes.size(); i += sizeof one) std::memcpy(bytes.data() + i, &one, sizeof one);
+        std::memcpy(bytes.data(), &first, sizeof first);
         progress.advance(bytes.size());
       });
     } else {
       w.add_tensor_generated(s.name, type, std::move(ne),
-                             [&o, &pool, &progress, type, n_rows, name = s.name, row_length = s.ne[0]](std::span<std::uint8_t> bytes) {
-                               fill_matrix(bytes, type, name, o.seed, n_rows, row_length, pool);
+                             [&o, &c, &pool, &progress, sparse, type, n_rows, name = s.name, row_length = s.ne[0]](std::span<std::uint8_t> bytes) {
+                               Shaping shaping;
+                               shaping.std_dev = weight_std(row_length);
+                               if (sparse) shaping = sparse_shaping(o, c, name, row_length);
+                               fill_matrix(bytes, type, name, o.seed, n_rows, row_length, shaping, pool);
                                progress.advance(bytes.size());
                              });
     }

@@ -11,6 +11,20 @@
 //     integer arithmetic and one float multiply make the values identical on every machine;
 //   - norms (1-D) are 1.0; matrices are rounded to the file's type by the project's (ggml's
 //     reference) converters.
+//
+// Sparse ReGLU/dReLU models (sparsity > 0; README "tools/make-model", "Sparse models"):
+//   - channel 0 of the residual stream is a constant "bias channel": every token_embd row has
+//     element 0 = 1 and the other elements std 1 (not 1/sqrt(dim)), row 0 of attn_output and
+//     ffn_down is zero (no layer writes channel 0), so x[0] = 1 at every layer;
+//   - attn_output and ffn_down are scaled by 1/sqrt(2 n_layer) (GPT-2's residual scaling), so
+//     the embedding dominates the residual and rms(x) stays near 1 through the layers;
+//   - ffn_norm's element 0 is sqrt(dim): the normed FFN input has xb[0] ~ sqrt(dim), a
+//     massive-activation channel like real LLMs', and element 0 of gate row i is
+//     -tau_i / sqrt(dim): a per-neuron bias -tau_i against a pre-activation of std ~1;
+//   - tau_i = PhiInv(1 - p_i), with firing probabilities p_i = min(0.95, c exp(-u_i / lambda)),
+//     u_i uniform by seed, lambda so that the hottest hot_fraction of neurons carry 80% of the
+//     firings, c so that their mean is 1 - sparsity (dReLU: gate and up each fire with
+//     sqrt(p_i), both shaped).
 #pragma once
 
 #include <cstdint>
@@ -48,7 +62,17 @@ struct MakeModelOptions {
   model::FfnActivation activation = model::FfnActivation::swiglu;
   std::uint64_t seed = 1;
   std::string vocab_path;  // a GGUF whose tokenizer.* keys are copied; empty: byte-level
+  /// Target fraction of FFN neurons that are zero per token (ReGLU/dReLU only; 0: the plain
+  /// scheme). Must be in [0, 0.99).
+  double sparsity = 0.0;
+  /// The fraction of neurons that carry 80% of the firings, in (0, 0.8].
+  double hot_fraction = 0.2;
 };
+
+/// The per-neuron firing probabilities p_i of layer `layer` of a sparse model (the scheme
+/// above), ffn_dim values, mean 1 - sparsity.
+std::vector<double> firing_probabilities(std::uint64_t seed, std::uint32_t layer, std::uint32_t ffn_dim,
+                                         double sparsity, double hot_fraction);
 
 /// What was written.
 struct MakeModelResult {

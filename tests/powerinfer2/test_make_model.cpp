@@ -330,7 +330,7 @@ TEST_CASE("powerinfer2 make-model: gguf-py reads the file and a Python transcrip
   const std::string python = PWPI_PYTHON_GGUF;
   if (python.empty()) PWPI_SKIP("python gguf package not installed");
   testing::TempDir dir;
-  const auto f32 = write_tiny(dir, "f32.gguf", "--type f32 --seed 11 --activation drelu");
+  const auto f32 = write_tiny(dir, "f32.gguf", "--type f32 --seed 11 --activation drelu --sparsity 0");
   const auto q40 = write_tiny(dir, "q4_0.gguf", "--type q4_0 --seed 11");
   const auto q80 = write_tiny(dir, "q8_0.gguf", "--type q8_0 --seed 11");
   const auto f16 = write_tiny(dir, "f16.gguf", "--type f16 --seed 11");
