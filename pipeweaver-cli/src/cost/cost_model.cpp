@@ -264,6 +264,8 @@ int encoder_of(const spec::ModelSpec& model, int p) {
   return -1;
 }
 
+}  // namespace
+
 std::vector<int> projectors_of(const spec::ModelSpec& model, int e) {
   std::vector<int> out;
   for (const auto* v : {&model.image, &model.video})
@@ -274,8 +276,6 @@ std::vector<int> projectors_of(const spec::ModelSpec& model, int e) {
     out.push_back(model.audio.projector);
   return out;
 }
-
-}  // namespace
 
 std::vector<ChunkInfo> resolve_chunks(const spec::ModelSpec& model, const schedule::Schedule& s,
                                       const common::Where& where, const std::string& model_file) {

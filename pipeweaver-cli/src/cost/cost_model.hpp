@@ -127,6 +127,9 @@ struct ChunkInfo {
   std::int64_t params = 0;  // parameters held by this chunk
 };
 
+/// The projectors fed by encoder `e` (through any modality), each once.
+std::vector<int> projectors_of(const spec::ModelSpec& model, int e);
+
 /// Resolves and checks a schedule against a model: every module named exists, each encoder
 /// and the LLM is tiled exactly once in order, a projector has one chunk or none (then it
 /// is folded into its encoder's last chunk), encoders and projectors come before the LLM.

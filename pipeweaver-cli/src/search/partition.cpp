@@ -20,18 +20,6 @@ double pass_ns(const cost::PassCost& c) {
   return static_cast<double>(c.f_ns + c.i_ns + c.w_ns);
 }
 
-// Projectors fed by encoder e (through any modality).
-std::vector<int> projectors_of(const spec::ModelSpec& model, int e) {
-  std::vector<int> out;
-  const auto add = [&](bool present, int enc, int proj) {
-    if (present && enc == e && proj >= 0 && std::find(out.begin(), out.end(), proj) == out.end()) out.push_back(proj);
-  };
-  add(model.image.present, model.image.encoder, model.image.projector);
-  add(model.video.present, model.video.encoder, model.video.projector);
-  add(model.audio.present, model.audio.encoder, model.audio.projector);
-  return out;
-}
-
 }  // namespace
 
 std::vector<int> default_module_order(const spec::ModelSpec& model) {
@@ -79,7 +67,7 @@ std::vector<ModuleWeights> module_weights(const spec::ModelSpec& model, const co
       mw.w.front() += pass_ns(cost::extras_cost(device, m, load, model.dtype_bytes, true, false));
       mw.w.back() += pass_ns(cost::extras_cost(device, m, load, model.dtype_bytes, false, true));
       if (m.kind == ModuleKind::encoder)
-        for (const int p : projectors_of(model, mw.module))
+        for (const int p : cost::projectors_of(model, mw.module))
           mw.w.back() += pass_ns(cost::layer_cost(device, model.modules[static_cast<std::size_t>(p)],
                                                   loads[static_cast<std::size_t>(p)], model.dtype_bytes, options));
     }

@@ -51,7 +51,7 @@ std::string policy_text(const WeavePolicy& p) {
   return s;
 }
 
-std::string layout_text(const spec::ModelSpec& model, const std::vector<schedule::Chunk>& chunks, Placement pl) {
+std::string layout_text(const std::vector<schedule::Chunk>& chunks, Placement pl) {
   std::vector<std::pair<std::string, int>> per;
   for (const auto& c : chunks) {
     if (per.empty() || per.back().first != c.module) per.emplace_back(c.module, 0);
@@ -59,7 +59,6 @@ std::string layout_text(const spec::ModelSpec& model, const std::vector<schedule
   }
   std::string s = std::to_string(chunks.size()) + " chunks (";
   for (std::size_t j = 0; j < per.size(); ++j) s += (j ? ", " : "") + per[j].first + " " + std::to_string(per[j].second);
-  (void)model;
   return s + "), " + (pl == Placement::looped ? "looped" : "V-shaped");
 }
 
@@ -254,8 +253,13 @@ BatchResult Searcher::search(const spec::Batch& batch) {
   std::vector<Structure> structures;
   const spec::Batch* one = &batch;
   const std::int32_t max_v = std::max(1, opt_.max_chunks_per_rank);
+  // This batch's per-layer weights, costed once; each module order only permutes them.
+  const std::vector<ModuleWeights> costed =
+      module_weights(model_, device, options_, std::span(one, 1), default_module_order(model_));
   for (const std::vector<int>& order : module_orders(model_)) {
-    const std::vector<ModuleWeights> w = module_weights(model_, device, options_, std::span(one, 1), order);
+    std::vector<ModuleWeights> w;
+    for (const int mi : order)
+      w.push_back(*std::find_if(costed.begin(), costed.end(), [&](const ModuleWeights& m) { return m.module == mi; }));
     // Per module: its share of V = p .. max_v p chunks, and whole laps of the ranks.
     std::vector<std::vector<std::int32_t>> options(w.size());
     for (std::int32_t v = 1; v <= max_v; ++v) {
@@ -294,7 +298,7 @@ BatchResult Searcher::search(const spec::Batch& batch) {
           const double busiest = *std::max_element(per_rank.begin(), per_rank.end());
           st.predicted = busiest + sum / static_cast<double>(total) / static_cast<double>(main_packing.size()) *
                                        static_cast<double>(p - 1);
-          st.text = layout_text(model_, st.chunks, pl);
+          st.text = layout_text(st.chunks, pl);
           structures.push_back(std::move(st));
         }
       }

@@ -39,7 +39,6 @@ class Weaver {
     cap_.assign(P, kNever);
     const auto cells = static_cast<std::size_t>(n_st_) * static_cast<std::size_t>(n_mb_);
     f_end_.assign(cells, -1);
-    i_end_.assign(cells, -1);
     for (std::int32_t st = 0; st < n_st_; ++st) {
       const auto r = static_cast<std::size_t>(rank(st));
       if (first_stage_[r] < 0) first_stage_[r] = st;
@@ -204,7 +203,6 @@ class Weaver {
       return;
     }
     // B or I.
-    i_end_[x] = end;
     held_[R] -= e.op == Op::B ? held_bytes(x) : held_bytes(x) - c_.act_w_bytes[x];
     if (e.op == Op::I) push(r, {e.stage, e.mb, Op::W, end});
     if (--backward_left_[rm(r, e.mb)] == 0) --in_flight_[R];
@@ -226,7 +224,7 @@ class Weaver {
   std::vector<std::vector<Keyed>> w_heap_;
   std::vector<std::int64_t> free_at_, busy_until_, remaining_, held_, cap_;
   std::vector<std::int32_t> in_flight_, first_stage_;
-  std::vector<std::int64_t> f_end_, i_end_;
+  std::vector<std::int64_t> f_end_;
   std::vector<std::int32_t> backward_left_;
   std::vector<std::int64_t> reserve_;
 };
