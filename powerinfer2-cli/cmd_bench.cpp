@@ -9,9 +9,12 @@
 
 #include "commands.hpp"
 #include "common/errors.hpp"
+#include "common/rss.hpp"
 #include "common/thread_pool.hpp"
 #include "engine/bench.hpp"
 #include "engine/model.hpp"
+#include "engine/runtime.hpp"
+#include "sparse_cli.hpp"
 #include "io/gguf_types.hpp"
 
 namespace powerinfer2::cli {
@@ -25,17 +28,27 @@ struct BenchOptions {
   std::size_t threads = 2;
   std::size_t reps = 5;
   bool json = false;
+  SparseCliOptions sparse;
 };
 
 void run_bench(const BenchOptions& o) {
   if (o.reps == 0) throw common::UsageError("-r must be at least 1");
-  common::ThreadPool pool(o.threads);
-  const engine::Model model(o.model, &pool);  // repacks Q8_0 / Q4_0 on the pool
   // Like llama-bench: a context of p + n tokens (at most the model's), not the model's full
   // context (32768 for Mistral-7B: an 8 GiB F32 KV cache).
   const std::size_t need = std::max<std::size_t>(1, o.n_prompt + o.n_gen);
-  engine::Forward forward(model, pool, std::min<std::size_t>(need, model.config.n_ctx));
-  const engine::BenchResult r = engine::bench(forward, o.n_prompt, o.n_gen, o.reps);
+  std::size_t n_ctx = need;
+  {
+    const io::GgufFile probe(o.model);
+    n_ctx = std::min<std::size_t>(need, model::load_config(probe).n_ctx);
+  }
+  engine::Runtime rt(o.model, runtime_options(o.sparse, o.threads, n_ctx));
+  const engine::Model& model = rt.model;
+  common::ThreadPool& pool = rt.pool;
+  // Prefill and decode measured apart, so that the sparse statistics are the decode's.
+  engine::BenchResult r = engine::bench(rt.forward, o.n_prompt, 0, o.reps);
+  if (rt.sparse) rt.sparse->reset_stats();
+  r.decode = engine::bench(rt.forward, 0, o.n_gen, o.reps).decode;
+  r.peak_rss_bytes = common::peak_rss_bytes();
   if (o.json) {
     nlohmann::ordered_json j;
     j["model"] = o.model;
@@ -49,6 +62,7 @@ void run_bench(const BenchOptions& o) {
     j["decode_tok_s"] = r.decode.mean_tok_s;
     j["decode_tok_s_stddev"] = r.decode.stddev_tok_s;
     j["peak_rss_bytes"] = r.peak_rss_bytes;
+    sparse_stats_json(rt, j);
     std::cout << j.dump() << '\n' << std::flush;
   } else {
     char line[512];
@@ -59,7 +73,7 @@ void run_bench(const BenchOptions& o) {
                   pool.size(), o.n_prompt, r.prefill.mean_tok_s, r.prefill.stddev_tok_s, o.model.c_str(),
                   std::string(io::ggml_type_name(model.weights.layers.at(0).wq.type)).c_str(), pool.size(), o.n_gen,
                   r.decode.mean_tok_s, r.decode.stddev_tok_s, static_cast<double>(r.peak_rss_bytes) / (1024.0 * 1024.0));
-    std::cout << line << std::flush;
+    std::cout << line << sparse_stats_text(rt) << std::flush;
   }
   if (!std::cout) throw common::IoError("<stdout>", "write", "the stream failed");
 }
@@ -68,7 +82,7 @@ void run_bench(const BenchOptions& o) {
 
 void register_bench(common::CliApp& cli) {
   auto o = std::make_shared<BenchOptions>();
-  CLI::App* cmd = cli.add_command("bench", "Measure prefill and decode tokens/s of the dense engine",
+  CLI::App* cmd = cli.add_command("bench", "Measure prefill and decode tokens/s (dense model, or converted sparse model)",
                                   [o] { run_bench(*o); });
   cmd->add_option("-m,--model", o->model, "GGUF model")->required();
   cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (pp test; 0: skip)")->capture_default_str();
@@ -76,6 +90,7 @@ void register_bench(common::CliApp& cli) {
   cmd->add_option("-t,--threads", o->threads, "Threads (0: all hardware threads)")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->reps, "Timed repetitions")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object");
+  add_sparse_options(cmd, o->sparse);
 }
 
 }  // namespace powerinfer2::cli

@@ -13,6 +13,8 @@
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
 #include "engine/model.hpp"
+#include "engine/runtime.hpp"
+#include "sparse_cli.hpp"
 
 namespace powerinfer2::cli {
 
@@ -26,15 +28,13 @@ struct GenerateOptions {
   std::size_t threads = 2;
   std::size_t n_ctx = 0;
   bool json = false;
+  SparseCliOptions sparse;
 };
 
 void run_generate(const GenerateOptions& o) {
-  common::ThreadPool pool(o.threads);
-  const engine::Model model(o.model, &pool);  // repacks Q8_0 / Q4_0 on the pool
-  if (o.n_ctx > model.config.n_ctx)
-    throw common::UsageError("-c " + std::to_string(o.n_ctx) + ": the model's context is " + std::to_string(model.config.n_ctx),
-                             "give at most " + std::to_string(model.config.n_ctx) + " (0: the model's context)");
-  engine::Forward forward(model, pool, o.n_ctx);
+  engine::Runtime rt(o.model, runtime_options(o.sparse, o.threads, o.n_ctx));
+  const engine::Model& model = rt.model;
+  engine::Forward& forward = rt.forward;
   engine::Sampler sampler(o.sampling, model.config.vocab);
   std::function<void(std::string_view)> stream;
   if (!o.json)
@@ -54,6 +54,7 @@ void run_generate(const GenerateOptions& o) {
     j["decode_tok_s"] = s.decode_tok_s;
     j["ttft_ms"] = s.ttft_ms;
     j["peak_rss_bytes"] = s.peak_rss_bytes;
+    sparse_stats_json(rt, j);
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n' << std::flush;
   } else {
     std::cout << '\n' << std::flush;  // the text ends with a newline, as llama2.c prints
@@ -62,7 +63,7 @@ void run_generate(const GenerateOptions& o) {
                   "prompt: %zu tokens, %.2f tok/s | decode: %zu tokens, %.2f tok/s | ttft %.2f ms | peak RSS %.1f MiB\n",
                   s.prompt_tokens, s.prefill_tok_s, s.generated_tokens, s.decode_tok_s, s.ttft_ms,
                   static_cast<double>(s.peak_rss_bytes) / (1024.0 * 1024.0));
-    std::cerr << line;
+    std::cerr << line << sparse_stats_text(rt);
   }
   if (!std::cout) throw common::IoError("<stdout>", "write", "the stream failed");
 }
@@ -71,7 +72,7 @@ void run_generate(const GenerateOptions& o) {
 
 void register_generate(common::CliApp& cli) {
   auto o = std::make_shared<GenerateOptions>();
-  CLI::App* cmd = cli.add_command("generate", "Generate text from a prompt with the dense engine",
+  CLI::App* cmd = cli.add_command("generate", "Generate text from a prompt (dense model, or converted sparse model)",
                                   [o] { run_generate(*o); });
   cmd->add_option("-m,--model", o->model, "GGUF model")->required();
   cmd->add_option("-p,--prompt", o->prompt, "Prompt (empty: BOS only)");
@@ -86,6 +87,7 @@ void register_generate(common::CliApp& cli) {
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Context (KV cache) length in tokens (0: the model's context)")
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object (text, tokens, statistics) instead");
+  add_sparse_options(cmd, o->sparse);
 }
 
 }  // namespace powerinfer2::cli

@@ -11,6 +11,8 @@ void register_tokenize(common::CliApp& cli);
 void register_import(common::CliApp& cli);
 void register_generate(common::CliApp& cli);
 void register_bench(common::CliApp& cli);
+void register_convert(common::CliApp& cli);
+void register_plan(common::CliApp& cli);
 
 inline void register_commands(common::CliApp& cli) {
   register_inspect(cli);
@@ -19,6 +21,8 @@ inline void register_commands(common::CliApp& cli) {
   register_import(cli);
   register_generate(cli);
   register_bench(cli);
+  register_convert(cli);
+  register_plan(cli);
 }
 
 }  // namespace powerinfer2::cli

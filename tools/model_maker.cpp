@@ -52,6 +52,26 @@ std::uint64_t fnv1a(std::string_view s) {
 constexpr std::int32_t kIrwinHallMean = 2 * 65535;
 const double kIrwinHallSigma = std::sqrt(4.0 * (65536.0 * 65536.0 - 1.0) / 12.0);
 
+std::uint64_t row_state(std::uint64_t seed, std::string_view tensor, std::uint64_t row) {
+  return mix64(seed ^ mix64(fnv1a(tensor) + row * kGolden));
+}
+
+// One draw's four 16-bit fields summed and centred: an integer in [-131070, 131070].
+std::int32_t irwin_hall(std::uint64_t r) {
+  return static_cast<std::int32_t>((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) -
+         kIrwinHallMean;
+}
+
+// The first out.size() centred integers of row `row` of stream `tensor` (generate_row's
+// draws before scaling), as doubles.
+void draw_integers(std::uint64_t seed, std::string_view tensor, std::uint64_t row, std::span<double> out) {
+  std::uint64_t state = row_state(seed, tensor, row);
+  for (double& x : out) {
+    state += kGolden;
+    x = irwin_hall(mix64(state));
+  }
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -112,13 +132,81 @@ std::vector<io::GgufKeyValue> read_vocab(const std::string& path, std::uint32_t&
   return keys;
 }
 
+// A sparse model's residual subspace span(C) (model_maker.hpp): C is k x dim, column 0 zero.
+// Its matrices hold centred Irwin-Hall integers (as doubles); a product of two such
+// matrices is summed in double, exactly (|term| < 2^34, k terms < 2^41 < 2^53), so the order
+// of the sum, FMA contraction and the thread count cannot change a bit.
+struct Subspace {
+  std::size_t k = 0;
+  std::vector<double> basis;    // [k][dim]: C / basis_scale
+  std::vector<double> basis_t;  // [dim][k]: its transpose
+  double basis_scale = 0.0;    // C's element std 1/sqrt(k), over the integers' sigma
+};
+
+Subspace make_subspace(std::uint64_t seed, std::size_t dim) {
+  Subspace s;
+  s.k = subspace_rank(static_cast<std::uint32_t>(dim));
+  s.basis.resize(s.k * dim);
+  s.basis_t.resize(dim * s.k);
+  s.basis_scale = 1.0 / std::sqrt(static_cast<double>(s.k)) / kIrwinHallSigma;
+  for (std::size_t c = 0; c < s.k; ++c) {
+    const std::span<double> row(s.basis.data() + c * dim, dim);
+    draw_integers(seed, "powerinfer2.subspace", c, row);
+    row[0] = 0.0;  // the bias channel is outside the subspace
+    for (std::size_t j = 0; j < dim; ++j) s.basis_t[j * s.k + c] = row[j];
+  }
+  return s;
+}
+
 // How a sparse model's tensor departs from the plain scheme (model_maker.hpp).
 struct Shaping {
   float std_dev = 0.0f;             // the rows' standard deviation
   bool zero_row0 = false;           // row 0 all zeros: nothing writes residual channel 0
   bool first_one = false;           // element 0 of every row is 1 (the bias channel)
   std::vector<float> first_per_row;  // element 0 of row r (the neurons' biases); empty: kept
+  // Rows as combinations of k integer rows (`factor`, [k][row_length]) with exact double
+  // sums, times `combine_scale`. Embedding: row t = z_t C, z_t row t's first k draws (factor =
+  // C). Column space: row j = C[:, j]^T D (factor = D, coefficients C's column j).
+  enum class Combine { none, embedding, column_space } combine = Combine::none;
+  const Subspace* subspace = nullptr;
+  std::vector<double> factor;
+  double combine_scale = 0.0;
 };
+
+// out[r][:] = scale * sum_c coef[r][c] factor[c][:] for n_rows rows (coef [n_rows][k],
+// factor [k][n], out [n_rows][n]). Blocks of kRows x kCols sums stay in registers while c
+// runs (AVX-512: 24 accumulators; everything is double already, so the loop is all loads and
+// FMAs); a kCols-wide strip of `factor` stays in cache for every row block.
+void combine_rows(std::span<const double> factor, std::size_t k, std::size_t n, std::span<const double> coef,
+                  std::size_t n_rows, double scale, std::span<float> out) {
+  constexpr std::size_t kRows = 6, kCols = 32;
+  for (std::size_t i0 = 0; i0 < n; i0 += kCols) {
+    const std::size_t width = std::min(kCols, n - i0);
+    for (std::size_t r0 = 0; r0 < n_rows; r0 += kRows) {
+      double acc[kRows][kCols] = {};
+      if (width == kCols && r0 + kRows <= n_rows) {
+        for (std::size_t c = 0; c < k; ++c) {
+          const double* src = factor.data() + c * n + i0;
+          for (std::size_t r = 0; r < kRows; ++r) {
+            const double f = coef[(r0 + r) * k + c];
+            for (std::size_t i = 0; i < kCols; ++i) acc[r][i] += f * src[i];
+          }
+        }
+      } else {  // the edges
+        for (std::size_t c = 0; c < k; ++c) {
+          const double* src = factor.data() + c * n + i0;
+          for (std::size_t r = 0; r < std::min(kRows, n_rows - r0); ++r) {
+            const double f = coef[(r0 + r) * k + c];
+            for (std::size_t i = 0; i < width; ++i) acc[r][i] += f * src[i];
+          }
+        }
+      }
+      for (std::size_t r = 0; r < std::min(kRows, n_rows - r0); ++r)
+        for (std::size_t i = 0; i < width; ++i)
+          out[(r0 + r) * n + i0 + i] = static_cast<float>(acc[r][i] * scale);
+    }
+  }
+}
 
 // Fills one matrix: rows generated in parallel, each converted to `type`.
 void fill_matrix(std::span<std::uint8_t> bytes, GgmlType type, const std::string& name, std::uint64_t seed,
@@ -126,11 +214,28 @@ void fill_matrix(std::span<std::uint8_t> bytes, GgmlType type, const std::string
   const std::size_t row_bytes = static_cast<std::size_t>(*io::ggml_row_bytes(type, row_length));
   PWPI_CHECK(bytes.size() == n_rows * row_bytes);
   PWPI_CHECK(shaping.first_per_row.empty() || shaping.first_per_row.size() == n_rows);
-  const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 16) / row_length);
+  const bool combined = shaping.combine != Shaping::Combine::none;
+  std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 16) / row_length);
+  if (combined) grain = std::max<std::size_t>(grain, 32);  // rows sharing each tile of the factor
   pool.parallel_for(0, n_rows, grain, [&](std::size_t r0, std::size_t r1) {
-    std::vector<float> row(row_length);
+    std::vector<float> rows(combined ? (r1 - r0) * row_length : row_length);
+    if (combined) {
+      const Subspace& sub = *shaping.subspace;
+      std::vector<double> coef((r1 - r0) * sub.k);
+      for (std::size_t r = r0; r < r1; ++r) {
+        const std::span<double> c(coef.data() + (r - r0) * sub.k, sub.k);
+        if (shaping.combine == Shaping::Combine::embedding) {
+          draw_integers(seed, name, r, c);
+        } else {
+          std::copy_n(sub.basis_t.begin() + static_cast<std::ptrdiff_t>(r * sub.k), sub.k, c.begin());
+        }
+      }
+      combine_rows(shaping.factor, sub.k, row_length, coef, r1 - r0, shaping.combine_scale, rows);
+    }
     for (std::size_t r = r0; r < r1; ++r) {
-      generate_row(seed, name, r, shaping.std_dev, row);
+      const std::span<float> row = combined ? std::span<float>(rows).subspan((r - r0) * row_length, row_length)
+                                            : std::span<float>(rows);
+      if (!combined) generate_row(seed, name, r, shaping.std_dev, row);
       if (shaping.zero_row0 && r == 0) std::fill(row.begin(), row.end(), 0.0f);
       if (shaping.first_one) row[0] = 1.0f;
       if (!shaping.first_per_row.empty()) row[0] = shaping.first_per_row[r];
@@ -168,18 +273,30 @@ constexpr double kHotShare = 0.8;   // the hot fraction carries this share of th
 constexpr double kMaxFiring = 0.95;  // no neuron fires on every token
 
 // The shaping of matrix `name` in a sparse model (sparsity > 0).
-Shaping sparse_shaping(const MakeModelOptions& o, const model::ModelConfig& c, const std::string& name,
-                       std::uint64_t row_length) {
+Shaping sparse_shaping(const MakeModelOptions& o, const model::ModelConfig& c, const Subspace& sub,
+                       const std::string& name, std::uint64_t row_length) {
   Shaping s;
   s.std_dev = weight_std(row_length);
   std::string suffix;
   const int layer = layer_of(name, suffix);
   if (name == "token_embd.weight") {
+    // Elements 1.. = z_t C: variance k * 1 * (1/k) = 1.
     s.std_dev = 1.0f;
     s.first_one = true;
+    s.combine = Shaping::Combine::embedding;
+    s.subspace = &sub;
+    s.factor = sub.basis;
+    s.combine_scale = sub.basis_scale / kIrwinHallSigma;
   } else if (suffix == "attn_output.weight" || suffix == "ffn_down.weight") {
+    // C^T D with D's element std the plain one: element variance k * (1/k) * std^2 = std^2.
     s.std_dev *= static_cast<float>(1.0 / std::sqrt(2.0 * c.n_layer));
-    s.zero_row0 = true;
+    s.zero_row0 = true;  // already zero: C's column 0 is
+    s.combine = Shaping::Combine::column_space;
+    s.subspace = &sub;
+    s.factor.resize(sub.k * row_length);
+    for (std::size_t r = 0; r < sub.k; ++r)
+      draw_integers(o.seed, name + ":subspace", r, std::span<double>(s.factor).subspan(r * row_length, row_length));
+    s.combine_scale = sub.basis_scale * (static_cast<double>(s.std_dev) / kIrwinHallSigma);
   } else if (suffix == "ffn_gate.weight" ||
              (suffix == "ffn_up.weight" && o.activation == model::FfnActivation::drelu)) {
     const bool drelu = o.activation == model::FfnActivation::drelu;
@@ -250,19 +367,19 @@ GgmlType tensor_type(GgmlType requested, std::size_t n_dims, std::uint64_t row_l
   return requested;
 }
 
+std::uint32_t subspace_rank(std::uint32_t dim) { return std::min(dim - 1, std::max(8u, dim / 32)); }
+
 float weight_std(std::uint64_t row_length) {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(row_length)));
 }
 
 void generate_row(std::uint64_t seed, std::string_view tensor, std::uint64_t row, float std_dev,
                   std::span<float> out) {
-  std::uint64_t state = mix64(seed ^ mix64(fnv1a(tensor) + row * kGolden));
+  std::uint64_t state = row_state(seed, tensor, row);
   const float scale = static_cast<float>(static_cast<double>(std_dev) / kIrwinHallSigma);
   for (float& x : out) {
     state += kGolden;
-    const std::uint64_t r = mix64(state);
-    const std::int32_t sum = static_cast<std::int32_t>((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48));
-    x = static_cast<float>(sum - kIrwinHallMean) * scale;  // exact integer, one rounding
+    x = static_cast<float>(irwin_hall(mix64(state))) * scale;  // exact integer, one rounding
   }
 }
 
@@ -323,6 +440,7 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
     result.tensor_bytes += *io::ggml_tensor_bytes(tensor_type(o.type, s.n_dims, s.ne[0]),
                                                   std::vector<std::uint64_t>(s.ne, s.ne + s.n_dims));
   }
+  const Subspace subspace = sparse ? make_subspace(o.seed, c.dim) : Subspace{};
   common::ProgressBar progress("make-model", result.tensor_bytes);
   for (const model::TensorSlot& s : slots) {
     std::vector<std::uint64_t> ne(s.ne, s.ne + s.n_dims);  // ne[0] = row length
@@ -344,10 +462,10 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
       });
     } else {
       w.add_tensor_generated(s.name, type, std::move(ne),
-                             [&o, &c, &pool, &progress, sparse, type, n_rows, name = s.name, row_length = s.ne[0]](std::span<std::uint8_t> bytes) {
+                             [&o, &c, &pool, &progress, &subspace, sparse, type, n_rows, name = s.name, row_length = s.ne[0]](std::span<std::uint8_t> bytes) {
                                Shaping shaping;
                                shaping.std_dev = weight_std(row_length);
-                               if (sparse) shaping = sparse_shaping(o, c, name, row_length);
+                               if (sparse) shaping = sparse_shaping(o, c, subspace, name, row_length);
                                fill_matrix(bytes, type, name, o.seed, n_rows, row_length, shaping, pool);
                                progress.advance(bytes.size());
                              });

@@ -16,6 +16,16 @@
 //   - channel 0 of the residual stream is a constant "bias channel": every token_embd row has
 //     element 0 = 1 and the other elements std 1 (not 1/sqrt(dim)), row 0 of attn_output and
 //     ffn_down is zero (no layer writes channel 0), so x[0] = 1 at every layer;
+//   - the rest of the residual stream lives in a subspace of rank k = max(8, dim / 32), as real
+//     LLMs' hidden states are anisotropic / low-rank (what lets a low-rank activation predictor
+//     work): a basis C (k x dim, stream "powerinfer2.subspace" row c, element std 1/sqrt(k),
+//     column 0 zero); token_embd row t = e0 + z_t C with z_t the first k unit draws of row t's
+//     stream; attn_output and ffn_down = C^T D with D (k x row length, stream "NAME:subspace")
+//     of the plain element std, so every element keeps its plain variance. x, and the FFN
+//     input rmsnorm(x) * ffn_norm, lie in span(e0, C) up to rounding (quantization included);
+//     gate/up rows stay full-rank and independent of C, so gate pre-activations keep their
+//     distribution. These sums of products of two integer draws are exact in double (< 2^41),
+//     then scaled once: the bytes do not depend on summation order, FMA or threads;
 //   - attn_output and ffn_down are scaled by 1/sqrt(2 n_layer) (GPT-2's residual scaling), so
 //     the embedding dominates the residual and rms(x) stays near 1 through the layers;
 //   - ffn_norm's element 0 is sqrt(dim): the normed FFN input has xb[0] ~ sqrt(dim), a
@@ -73,6 +83,9 @@ struct MakeModelOptions {
 /// above), ffn_dim values, mean 1 - sparsity.
 std::vector<double> firing_probabilities(std::uint64_t seed, std::uint32_t layer, std::uint32_t ffn_dim,
                                          double sparsity, double hot_fraction);
+
+/// The rank k of a sparse model's residual subspace: max(8, dim / 32) (at most dim - 1).
+std::uint32_t subspace_rank(std::uint32_t dim);
 
 /// What was written.
 struct MakeModelResult {

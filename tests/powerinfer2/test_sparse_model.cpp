@@ -3,7 +3,8 @@
 // file's own tensors over real token sequences and records which FFN neurons are non-zero at
 // each layer: per-token sparsity, the share of firings carried by the hottest 20% of
 // neurons, input dependence (Jaccard of two inputs' active sets), and that its logits agree
-// with the dense engine's (so the measurement is of the model the engine runs).
+// with the dense engine's (so the measurement is of the model the engine runs). It also
+// records one layer's FFN inputs, whose singular values show the low-rank residual stream.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -82,10 +83,12 @@ struct Activity {
   // active[token][layer] = indices of the neurons whose activated value is non-zero.
   std::vector<std::vector<std::vector<std::uint32_t>>> active;
   std::vector<std::vector<float>> logits;  // [token][vocab]
+  std::vector<std::vector<float>> ffn_input;  // [token][dim]: xb of layer `record_layer`
 };
 
-// A plain llama forward pass over `tokens` (positions 0..), recording FFN activity.
-Activity reference_run(const std::filesystem::path& path, std::span<const mdl::TokenId> tokens) {
+// A plain llama forward pass over `tokens` (positions 0..), recording FFN activity and, for
+// record_layer >= 0, that layer's FFN input (rmsnorm(x) * ffn_norm).
+Activity reference_run(const std::filesystem::path& path, std::span<const mdl::TokenId> tokens, int record_layer = -1) {
   const io::GgufFile f(path.string());
   const std::uint32_t dim = f.get_u32("llama.embedding_length"), ffn = f.get_u32("llama.feed_forward_length");
   const std::uint32_t n_layer = f.get_u32("llama.block_count"), n_head = f.get_u32("llama.attention.head_count");
@@ -124,6 +127,7 @@ Activity reference_run(const std::filesystem::path& path, std::span<const mdl::T
       matvec(f.tensor(p + "attn_output.weight"), att, tmp, pool);
       for (std::size_t i = 0; i < dim; ++i) x[i] += tmp[i];
       eng::rmsnorm(x, vector_of(f.tensor(p + "ffn_norm.weight")), eps, xb);
+      if (static_cast<int>(l) == record_layer) out.ffn_input.push_back(xb);
       matvec(f.tensor(p + "ffn_gate.weight"), xb, g, pool);
       matvec(f.tensor(p + "ffn_up.weight"), xb, u, pool);
       eng::ffn_activate(act, g, u);
@@ -224,6 +228,70 @@ void check_sparse_model(const std::filesystem::path& path, std::size_t n_tokens,
   CHECK(max_diff <= logit_tol * max_abs);
 }
 
+// The eigenvalues of the symmetric n x n matrix `a` (row-major), largest first, by cyclic
+// Jacobi rotations.
+std::vector<double> symmetric_eigenvalues(std::vector<double> a, std::size_t n) {
+  for (int sweep = 0; sweep < 64; ++sweep) {
+    double off = 0.0, diag = 0.0;
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j) (i == j ? diag : off) += a[i * n + j] * a[i * n + j];
+    if (off <= 1e-30 * diag) break;
+    for (std::size_t p = 0; p < n; ++p) {
+      for (std::size_t q = p + 1; q < n; ++q) {
+        const double apq = a[p * n + q];
+        if (apq == 0.0) continue;
+        // The rotation that zeroes a[p][q]: t = tan(angle), the smaller root.
+        const double theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+        const double t = (theta >= 0.0 ? 1.0 : -1.0) / (std::abs(theta) + std::sqrt(theta * theta + 1.0));
+        const double c = 1.0 / std::sqrt(t * t + 1.0), sn = t * c;
+        for (std::size_t r = 0; r < n; ++r) {
+          const double arp = a[r * n + p], arq = a[r * n + q];
+          a[r * n + p] = c * arp - sn * arq;
+          a[r * n + q] = sn * arp + c * arq;
+        }
+        for (std::size_t r = 0; r < n; ++r) {
+          const double apr = a[p * n + r], aqr = a[q * n + r];
+          a[p * n + r] = c * apr - sn * aqr;
+          a[q * n + r] = sn * apr + c * aqr;
+        }
+      }
+    }
+  }
+  std::vector<double> ev(n);
+  for (std::size_t i = 0; i < n; ++i) ev[i] = a[i * n + i];
+  std::sort(ev.begin(), ev.end(), std::greater<>());
+  return ev;
+}
+
+// The standard deviation of a matrix's elements, columns first_col.. of every row.
+double element_std(const io::GgufTensorView& t, std::size_t first_col) {
+  std::vector<float> row(t.shape[0]);
+  double sum = 0.0, sum2 = 0.0, n = 0.0;
+  for (std::size_t r = 0; r < t.shape[1]; ++r) {
+    dequantize_row(t, r, row);
+    for (std::size_t i = first_col; i < row.size(); ++i) {
+      sum += row[i];
+      sum2 += static_cast<double>(row[i]) * row[i];
+      n += 1.0;
+    }
+  }
+  return std::sqrt(sum2 / n - (sum / n) * (sum / n));
+}
+
+// FNV-1a over every tensor's name and bytes, in file order.
+std::uint64_t tensor_hash(const std::filesystem::path& path) {
+  const io::GgufFile f(path.string());
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto add = [&h](std::span<const std::uint8_t> bytes) {
+    for (std::uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ull;
+  };
+  for (const io::GgufTensorInfo& t : f.tensor_infos()) {
+    add(std::span(reinterpret_cast<const std::uint8_t*>(t.name.data()), t.name.size()));
+    add(f.tensor(t.name).data);
+  }
+  return h;
+}
+
 }  // namespace
 
 TEST_CASE("powerinfer2 make-model: sparse ReGLU/dReLU models are ~90% sparse, skewed and input-dependent", "[unit]") {
@@ -274,6 +342,74 @@ TEST_CASE("powerinfer2 make-model: sparse weights are deterministic by seed and 
   std::vector<float> down_row(192);
   dequantize_row(fa.tensor("blk.2.ffn_down.weight"), 0, down_row);
   CHECK(std::all_of(down_row.begin(), down_row.end(), [](float v) { return v == 0.0f; }));
+}
+
+TEST_CASE("powerinfer2 make-model: a sparse model's FFN inputs lie in the bias channel plus a rank-k subspace", "[unit]") {
+  const std::string act = GENERATE("reglu", "drelu");
+  testing::TempDir dir;
+  const auto path = write_model(dir, act + ".gguf", "--preset tiny --activation " + act + " --type f32 --seed 5");
+  const eng::Model model(path.string());
+  const mdl::ModelConfig& c = model.config;
+  const std::size_t dim = c.dim, k = mm::subspace_rank(c.dim), n = 64;
+  REQUIRE(k == 8);  // max(8, 64 / 32)
+  const std::vector<mdl::TokenId> tokens = sequence(1, 37, n, c.vocab);
+  constexpr std::size_t kLayer = 1;  // the middle of 3
+
+  // The dense engine's FFN inputs of that layer, token by token.
+  common::ThreadPool pool(2);
+  eng::Forward forward(model, pool, n);
+  std::vector<std::vector<float>> xs;  // [token][dim]
+  forward.set_ffn_observer([&](std::size_t layer, std::size_t m, const float* xb, const float*, const float*) {
+    if (layer == kLayer)
+      for (std::size_t t = 0; t < m; ++t) xs.emplace_back(xb + t * dim, xb + (t + 1) * dim);
+  });
+  for (std::size_t pos = 0; pos < n; ++pos) forward.decode(tokens[pos], pos);
+  REQUIRE(xs.size() == n);
+  // The reference pass sees the same inputs.
+  const Activity run = reference_run(path, tokens, kLayer);
+  REQUIRE(run.ffn_input.size() == n);
+  double max_diff = 0.0;
+  for (std::size_t t = 0; t < n; ++t)
+    for (std::size_t i = 0; i < dim; ++i)
+      max_diff = std::max(max_diff, static_cast<double>(std::abs(xs[t][i] - run.ffn_input[t][i])));
+  CHECK(max_diff <= 1e-4 * std::sqrt(static_cast<double>(dim)));  // xb[0] ~ sqrt(dim), the rest ~1
+
+  // Squared singular values of the FFN inputs X [n][dim]: the eigenvalues of X^T X.
+  std::vector<double> gram(dim * dim, 0.0);
+  for (const std::vector<float>& x : xs)
+    for (std::size_t i = 0; i < dim; ++i)
+      for (std::size_t j = 0; j < dim; ++j) gram[i * dim + j] += static_cast<double>(x[i]) * x[j];
+  const std::vector<double> ev = symmetric_eigenvalues(gram, dim);
+  const double total = std::accumulate(ev.begin(), ev.end(), 0.0);
+  const double top = std::accumulate(ev.begin(), ev.begin() + static_cast<std::ptrdiff_t>(k + 1), 0.0);
+  WARN(act << ": energy in the top k+1 = " << k + 1 << " singular values " << top / total << ", sigma_" << k + 1
+           << " / sigma_1 = " << std::sqrt(ev[k] / ev[0]) << ", sigma_" << k + 2 << " / sigma_1 = "
+           << std::sqrt(std::max(0.0, ev[k + 1]) / ev[0]));
+  CHECK(top / total >= 0.999);
+  CHECK(ev[k + 1] <= 1e-10 * ev[0]);  // sigma_(k+2) / sigma_1 <= 1e-5: rounding only
+  CHECK(ev[k] >= 1e-4 * ev[0]);       // and every direction of the subspace is used
+
+  // The subspace keeps the plain elements' scale: embedding std 1 (past the bias channel),
+  // ffn_down the plain std / sqrt(2 n_layer). With 63 columns of an 8-row basis, a matrix's
+  // variance has a relative spread of about sqrt(2 / 8 / 63) = 6% around its expectation.
+  const io::GgufFile f(path.string());
+  CHECK(element_std(f.tensor("token_embd.weight"), 1) == Approx(1.0).epsilon(0.1));
+  const double down_std = mm::weight_std(c.ffn_dim) / std::sqrt(2.0 * c.n_layer);
+  CHECK(element_std(f.tensor("blk.1.ffn_down.weight"), 0) == Approx(down_std).epsilon(0.1));
+}
+
+TEST_CASE("powerinfer2 make-model: dense models keep the bytes they had before sparse models gained a subspace", "[unit]") {
+  // Tensor hashes of files written by make-model before the subspace (commit 93ae84e).
+  const std::pair<std::string, std::uint64_t> cases[] = {
+      {"--preset tiny --type f16 --seed 3", 0x13fb619d8c73ba5dull},
+      {"--preset tiny --activation reglu --type q4_0 --seed 3 --sparsity 0", 0x6f24de2ab2077950ull},
+      {"--preset tiny --activation drelu --type f32 --seed 3 --sparsity 0", 0x90f2c80468b1850eull},
+  };
+  testing::TempDir dir;
+  for (const auto& [args, hash] : cases) {
+    INFO(args);
+    CHECK(tensor_hash(write_model(dir, "dense.gguf", args)) == hash);
+  }
 }
 
 TEST_CASE("powerinfer2 make-model: bad sparse options exit 2 with one line and no file", "[unit]") {

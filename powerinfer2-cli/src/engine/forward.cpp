@@ -48,6 +48,13 @@ Forward::Forward(const Model& model, common::ThreadPool& pool, std::size_t n_ctx
   rope_sin_ = common::AlignedBuffer<float>(max_batch_ * (cfg_.n_rot / 2 + 1));
 }
 
+std::size_t Forward::state_bytes() const {
+  return (k_cache_.size() + v_cache_.size() + x_.size() + xb_.size() + q_.size() + att_.size() + hb_.size() +
+          hb2_.size() + logits_.size() + scores_.size() + rope_cos_.size() + rope_sin_.size()) *
+             sizeof(float) +
+         ws_.size_bytes();
+}
+
 void Forward::embed(model::TokenId token, std::span<float> out) const {
   PWPI_CHECK(token >= 0 && static_cast<std::size_t>(token) < cfg_.vocab && out.size() == cfg_.dim);
   const ops::WeightMatrix& e = w_.token_embd;
@@ -111,6 +118,8 @@ void Forward::attention(std::size_t layer, const float* q, std::size_t n, std::s
 void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t pos0, std::span<float> all_logits) {
   const std::size_t n = tokens.size();
   PWPI_CHECK(n >= 1 && n <= max_batch_ && pos0 + n <= n_ctx_);
+  PWPI_CHECK_MSG(ffn_backend_ != nullptr || w_.layers.front().gate.data != nullptr,
+                 "a converted sparse model runs only with the sparse FFN backend");
   const std::size_t dim = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), ffn = cfg_.ffn_dim;
   const std::size_t hd = cfg_.head_dim, half = cfg_.n_rot / 2;
   float *x = x_.data(), *xb = xb_.data(), *q = q_.data(), *att = att_.data(), *hb = hb_.data(), *hb2 = hb2_.data();
@@ -140,10 +149,16 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
     for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
 
     for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.ffn_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    if (ffn_backend_ != nullptr) {
+      ffn_backend_->ffn(l, xb, n, hb);
+      for (std::size_t j = 0; j < n * dim; ++j) x[j] += hb[j];
+      continue;
+    }
     {
       const ops::Product gate_up[] = {{&L.gate, {hb, n * ffn}}, {&L.up, {hb2, n * ffn}}};
       ops::products(gate_up, {xb, n * dim}, n, pool_, ws_);
     }
+    if (observer_) observer_(l, n, xb, hb, hb2);
     if (n == 1) {
       ffn_activate(cfg_.activation, {hb, ffn}, {hb2, ffn});
     } else {  // a prompt's n x ffn exponentials: worth the threads

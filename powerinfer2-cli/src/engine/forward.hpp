@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -14,6 +15,19 @@
 #include "ops/matmul.hpp"
 
 namespace powerinfer2::engine {
+
+/// A layer's FFN computed elsewhere than from the model's dense matrices (the sparse engine).
+class FfnBackend {
+ public:
+  virtual ~FfnBackend() = default;
+  /// out[n][dim] = FFN of layer `layer` applied to xb[n][dim] (the ffn_norm output).
+  virtual void ffn(std::size_t layer, const float* xb, std::size_t n, float* out) = 0;
+};
+
+/// Sees each layer's FFN input xb[n][dim] and the gate / up pre-activations [n][ffn] of the
+/// dense FFN (profiling and predictor training). Called on the calling thread.
+using FfnObserver =
+    std::function<void(std::size_t layer, std::size_t n, const float* xb, const float* gate, const float* up)>;
 
 class Forward {
  public:
@@ -38,6 +52,15 @@ class Forward {
   /// The embedding row of `token`, dequantized ([dim]).
   void embed(model::TokenId token, std::span<float> out) const;
 
+  /// Routes every layer's FFN to `backend` (nullptr: the dense matrices); not owned.
+  void set_ffn_backend(FfnBackend* backend) { ffn_backend_ = backend; }
+  /// Observes the dense FFN (not called when a backend is set).
+  void set_ffn_observer(FfnObserver observer) { observer_ = std::move(observer); }
+
+  /// Bytes of run state: KV cache, activations, workspace (the memory budget's fixed part).
+  std::size_t state_bytes() const;
+  std::size_t max_batch() const { return max_batch_; }
+
  private:
   void prefill_batch(std::span<const model::TokenId> tokens, std::size_t pos0, std::span<float> all_logits);
   float* k_cache(std::size_t layer, std::size_t pos) { return k_cache_.data() + (layer * n_ctx_ + pos) * cfg_.kv_dim(); }
@@ -57,6 +80,8 @@ class Forward {
   common::AlignedBuffer<float> scores_;  // [threads][scores_stride_]: attend_group's scratch
   std::size_t scores_stride_ = 0;
   common::AlignedBuffer<float> rope_cos_, rope_sin_;          // [max_batch][n_rot / 2]
+  FfnBackend* ffn_backend_ = nullptr;
+  FfnObserver observer_;
 };
 
 }  // namespace powerinfer2::engine

@@ -86,8 +86,9 @@ WeightStore repack(model::ModelWeights& w, common::ThreadPool* pool) {
 Model::Model(const std::string& path, common::ThreadPool* pool, bool repack_weights)
     : file(path),
       config(model::load_config(file)),
-      weights(model::load_weights(file, config)),
+      weights(model::load_weights(file, config, /*with_ffn=*/!sparse::is_pi2(file))),
       tokenizer(model::Tokenizer::from_gguf(file)) {
+  if (sparse::is_pi2(file)) pi2 = sparse::load_pi2(file, config);
   if (repack_weights) packed = repack(weights, pool);
 }
 

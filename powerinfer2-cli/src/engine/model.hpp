@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/thread_pool.hpp"
@@ -12,6 +13,7 @@
 #include "model/tokenizer.hpp"
 #include "model/weights.hpp"
 #include "ops/packed.hpp"
+#include "sparse/pi2_format.hpp"
 
 namespace powerinfer2::engine {
 
@@ -50,6 +52,9 @@ struct Model {
   model::ModelWeights weights;
   model::Tokenizer tokenizer;
   WeightStore packed;  // the rows16 matrices, one after the other, each 64-byte aligned
+  /// Set for a converted sparse model (.pi2.gguf): the FFN is in bundles, `weights` holds no
+  /// FFN matrices, and only the sparse engine (sparse/sparse_ffn.hpp) can run it.
+  std::optional<sparse::Pi2Model> pi2;
 };
 
 }  // namespace powerinfer2::engine

@@ -4,7 +4,7 @@
 
 namespace powerinfer2::model {
 
-std::vector<TensorSlot> tensor_table(const ModelConfig& c, ModelWeights& w) {
+std::vector<TensorSlot> tensor_table(const ModelConfig& c, ModelWeights& w, bool with_ffn) {
   const std::string k_dim = c.key("embedding_length"), k_ffn = c.key("feed_forward_length");
   const std::string k_q = c.key("attention.head_count"), k_kv = c.key("attention.head_count_kv");
   const std::string k_vocab = c.key("vocab_size");
@@ -41,6 +41,7 @@ std::vector<TensorSlot> tensor_table(const ModelConfig& c, ModelWeights& w) {
     mat(p + "attn_v.weight", c.dim, k_dim, c.kv_dim(), k_kv, &L.wv);
     mat(p + "attn_output.weight", c.q_dim(), k_q, c.dim, k_dim, &L.wo);
     vec(p + "ffn_norm.weight", &L.ffn_norm);
+    if (!with_ffn) continue;
     mat(p + "ffn_gate.weight", c.dim, k_dim, c.ffn_dim, k_ffn, &L.gate);
     mat(p + "ffn_up.weight", c.dim, k_dim, c.ffn_dim, k_ffn, &L.up);
     mat(p + "ffn_down.weight", c.ffn_dim, k_ffn, c.dim, k_dim, &L.down);
@@ -50,10 +51,10 @@ std::vector<TensorSlot> tensor_table(const ModelConfig& c, ModelWeights& w) {
   return t;
 }
 
-ModelWeights load_weights(const io::GgufFile& file, const ModelConfig& c) {
+ModelWeights load_weights(const io::GgufFile& file, const ModelConfig& c, bool with_ffn) {
   ModelWeights w;
   const common::Where where(file.path());
-  for (const TensorSlot& s : tensor_table(c, w)) {
+  for (const TensorSlot& s : tensor_table(c, w, with_ffn)) {
     const std::optional<io::GgufTensorView> v = file.find_tensor(s.name);
     if (!v) {
       if (s.optional) continue;

@@ -45,12 +45,13 @@ struct TensorSlot {
   bool optional = false;               // output.weight: falls back to token_embd.weight
 };
 
-/// Every tensor of the model, bound to the fields of `w` (w.layers is resized here).
-std::vector<TensorSlot> tensor_table(const ModelConfig& c, ModelWeights& w);
+/// Every tensor of the model, bound to the fields of `w` (w.layers is resized here). Without
+/// `with_ffn` the FFN matrices are left out (a converted sparse model stores them as bundles).
+std::vector<TensorSlot> tensor_table(const ModelConfig& c, ModelWeights& w, bool with_ffn = true);
 
 /// Views of all tensors, checked: a missing tensor, a shape that disagrees with the config
 /// ("model.gguf: tensor blk.3.ffn_up.weight has shape 4096x11008, expected 4096x14336 from
 /// llama.feed_forward_length") or an unsupported type is an InputError.
-ModelWeights load_weights(const io::GgufFile& file, const ModelConfig& c);
+ModelWeights load_weights(const io::GgufFile& file, const ModelConfig& c, bool with_ffn = true);
 
 }  // namespace powerinfer2::model

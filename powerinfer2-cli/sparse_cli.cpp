@@ -1,0 +1,129 @@
+#include "sparse_cli.hpp"
+
+#include <cstdio>
+
+#include "common/errors.hpp"
+#include "common/units.hpp"
+#include "sparse/planner.hpp"
+
+namespace powerinfer2::cli {
+
+void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
+  sparse::SparseOptions& s = o.runtime.sparse;
+  cmd->add_option("--memory-budget", o.memory_budget,
+                  "Sparse model: memory for weights, KV cache and buffers (e.g. 3GiB; default: unlimited)");
+  cmd->add_option("--offload-ffn", o.offload_ffn,
+                  "Sparse model: leave this fraction (0..1) of the FFN weights on storage (sets the budget)");
+  cmd->add_option("--mode", o.mode, "auto (dense prompt, sparse decode), dense or sparse")->capture_default_str();
+  cmd->add_flag("--oracle-predictor", s.oracle, "Exact active neurons, computed densely (correctness checks)");
+  cmd->add_flag("--measure-recall", s.measure_recall, "Also compute the exact active sets: predictor recall");
+  cmd->add_flag("!--no-pipeline", s.pipeline, "Ablation: wait for all reads of a layer before computing");
+  cmd->add_flag("!--no-cold-cache", s.cold_cache, "Ablation: keep only the hot segment (misses read every token)");
+  cmd->add_flag("!--no-hot-segment", s.segmented, "Ablation: one LRU over all clusters, no frequency-based hot segment");
+  cmd->add_option("--hot-share", s.hot_share, "Share of the FFN budget for the hot segment")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--queue-depth", s.queue_depth, "Storage reads in flight")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--io-backend", o.io_backend, "io_uring or pread (default: io_uring when available)");
+  cmd->add_option("--plan", o.plan, "Settings chosen by `powerinfer2-cli plan` (hot share, queue depth, budget)");
+}
+
+engine::RuntimeOptions runtime_options(const SparseCliOptions& o, std::size_t threads, std::size_t n_ctx) {
+  engine::RuntimeOptions r = o.runtime;
+  r.threads = threads;
+  r.n_ctx = n_ctx;
+  if (!o.plan.empty()) {  // the plan's choices; explicit --memory-budget / --offload-ffn win
+    const sparse::Plan p = sparse::load_plan(o.plan);
+    r.sparse.hot_share = p.hot_share;
+    r.sparse.queue_depth = p.queue_depth;
+    if (o.memory_budget.empty() && o.offload_ffn < 0.0) r.sparse.memory_budget_bytes = p.memory_budget_bytes;
+  }
+  if (!o.memory_budget.empty()) r.sparse.memory_budget_bytes = common::parse_size_arg(o.memory_budget, "--memory-budget");
+  if (o.offload_ffn >= 0.0) r.offload_ffn = o.offload_ffn;
+  if (o.mode == "auto")
+    r.sparse.mode = sparse::EngineMode::automatic;
+  else if (o.mode == "dense")
+    r.sparse.mode = sparse::EngineMode::dense;
+  else if (o.mode == "sparse")
+    r.sparse.mode = sparse::EngineMode::sparse;
+  else
+    throw common::UsageError("--mode " + o.mode + ": expected auto, dense or sparse");
+  if (o.io_backend == "io_uring")
+    r.sparse.backend = io::ReadBackend::io_uring;
+  else if (o.io_backend == "pread")
+    r.sparse.backend = io::ReadBackend::pread_pool;
+  else if (!o.io_backend.empty())
+    throw common::UsageError("--io-backend " + o.io_backend + ": expected io_uring or pread");
+  return r;
+}
+
+namespace {
+struct Derived {
+  double tokens, hit_rate, hot_rate, cold_rate, bytes_per_token, stall_ms, precision, recall;
+};
+Derived derive(const sparse::SparseStats& s) {
+  Derived d{};
+  d.tokens = static_cast<double>(s.sparse_tokens + s.dense_tokens);
+  const double clusters = static_cast<double>(s.hot_hits + s.cold_hits + s.misses);
+  d.hit_rate = clusters > 0 ? static_cast<double>(s.hot_hits + s.cold_hits) / clusters : 1.0;
+  d.hot_rate = clusters > 0 ? static_cast<double>(s.hot_hits) / clusters : 0.0;
+  const double not_hot = static_cast<double>(s.cold_hits + s.misses);
+  d.cold_rate = not_hot > 0 ? static_cast<double>(s.cold_hits) / not_hot : 0.0;
+  d.bytes_per_token = d.tokens > 0 ? static_cast<double>(s.bytes_read) / d.tokens : 0.0;
+  d.stall_ms = d.tokens > 0 ? s.stall_s * 1000.0 / d.tokens : 0.0;
+  d.precision = s.predicted_neurons > 0 ? static_cast<double>(s.active_neurons) / static_cast<double>(s.predicted_neurons) : -1.0;
+  d.recall = s.true_neurons > 0 ? static_cast<double>(s.found_neurons) / static_cast<double>(s.true_neurons) : -1.0;
+  return d;
+}
+}  // namespace
+
+void sparse_stats_json(const engine::Runtime& rt, nlohmann::ordered_json& j) {
+  if (!rt.sparse) return;
+  const sparse::MemoryPlan& p = rt.sparse->plan();
+  const sparse::SparseStats& s = rt.sparse->stats();
+  const Derived d = derive(s);
+  j["memory_budget_bytes"] = p.budget;
+  j["offload_ffn"] = p.offloaded_fraction();
+  j["fixed_bytes"] = p.fixed;
+  j["hot_bytes"] = p.hot;
+  j["cold_bytes"] = p.cold;
+  j["stream_bytes"] = p.stream;
+  j["io_backend"] = rt.sparse->io_description();
+  j["sparse_decode"] = rt.sparse->sparse_decode();
+  j["bytes_read_per_token"] = d.bytes_per_token;
+  j["cache_hit_rate"] = d.hit_rate;
+  j["hot_hit_rate"] = d.hot_rate;
+  j["cold_hit_rate"] = d.cold_rate;
+  j["io_stall_ms_per_token"] = d.stall_ms;
+  j["neurons_computed_per_token"] = d.tokens > 0 ? static_cast<double>(s.predicted_neurons) / d.tokens : 0.0;
+  if (d.precision >= 0) j["predictor_precision"] = d.precision;
+  if (d.recall >= 0) j["predictor_recall"] = d.recall;
+  j["hot_load_s"] = s.load_s;
+}
+
+std::string sparse_stats_text(const engine::Runtime& rt) {
+  if (!rt.sparse) return {};
+  const sparse::MemoryPlan& p = rt.sparse->plan();
+  const sparse::SparseStats& s = rt.sparse->stats();
+  const Derived d = derive(s);
+  auto mib = [](std::uint64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  char line[768];
+  std::snprintf(line, sizeof line,
+                "sparse: budget %s | fixed %.1f MiB, hot %.1f MiB, cold %.1f MiB, stream %.1f MiB (%.0f%% of FFN offloaded) | "
+                "%s\nsparse: hit rate %.3f (hot %.3f, cold %.3f) | read %.2f MiB/token | I/O stall %.2f ms/token",
+                p.budget == 0 ? "unlimited" : common::format_size(p.budget).c_str(), mib(p.fixed), mib(p.hot), mib(p.cold),
+                mib(p.stream), 100.0 * p.offloaded_fraction(), rt.sparse->io_description().c_str(), d.hit_rate, d.hot_rate,
+                d.cold_rate, d.bytes_per_token / (1024.0 * 1024.0), d.stall_ms);
+  std::string out = line;
+  if (d.precision >= 0) {
+    std::snprintf(line, sizeof line, " | precision %.3f", d.precision);
+    out += line;
+  }
+  if (d.recall >= 0) {
+    std::snprintf(line, sizeof line, " | recall %.4f", d.recall);
+    out += line;
+  }
+  return out + "\n";
+}
+
+}  // namespace powerinfer2::cli

@@ -1,0 +1,444 @@
+#include "sparse/sparse_ffn.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+#include <tuple>
+
+#include "common/errors.hpp"
+#include "ops/neuron_ops.hpp"
+
+namespace powerinfer2::sparse {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+constexpr std::size_t kMaxReadBytes = std::size_t{1} << 20;  // coalesced reads stop at 1 MiB
+
+std::string mib(std::uint64_t bytes) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return s;
+}
+
+bool fires(model::FfnActivation a, float g, float u) {
+  return a == model::FfnActivation::drelu ? g > 0.0f && u > 0.0f : g > 0.0f && u != 0.0f;
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o) {
+  MemoryPlan p;
+  p.budget = o.memory_budget_bytes;
+  p.fixed = fixed_bytes;
+  p.ffn_total = m.ffn_bytes();
+  p.total_clusters = m.geo.n_clusters() * m.layers.size();
+  const std::uint64_t cb = m.geo.cluster_bytes();
+  if (p.budget == 0 || fixed_bytes + p.ffn_total <= p.budget) {
+    p.hot_clusters = p.total_clusters;
+    p.hot = p.ffn_total;
+    return p;
+  }
+  p.stream = m.geo.layer_bytes();
+  if (fixed_bytes + p.stream > p.budget)
+    throw common::UsageError(
+        "--memory-budget " + mib(p.budget) + " is too small: the fixed segment needs " + mib(fixed_bytes) +
+            " (non-FFN weights, predictors, KV cache, run buffers) and the stream buffer " + mib(p.stream) +
+            " (one layer's FFN)",
+        "give at least " + mib(fixed_bytes + p.stream) + ", or a shorter context (-c)");
+  const std::uint64_t fit = (p.budget - fixed_bytes - p.stream) / cb;
+  if (!o.cold_cache) {
+    p.hot_clusters = static_cast<std::size_t>(fit);
+  } else if (!o.segmented) {
+    p.cold_slots = static_cast<std::size_t>(fit);
+  } else {
+    p.hot_clusters = static_cast<std::size_t>(static_cast<double>(fit) * std::clamp(o.hot_share, 0.0, 1.0));
+    p.cold_slots = static_cast<std::size_t>(fit) - p.hot_clusters;
+  }
+  p.hot_clusters = std::min(p.hot_clusters, p.total_clusters);
+  p.cold_slots = std::min(p.cold_slots, p.total_clusters - p.hot_clusters);
+  p.hot = p.hot_clusters * cb;
+  p.cold = p.cold_slots * cb;
+  return p;
+}
+
+std::uint64_t fixed_segment_bytes(const engine::Model& model, std::size_t forward_state_bytes, std::size_t max_batch,
+                                  std::size_t threads) {
+  std::uint64_t tensors = 0;
+  for (const io::GgufTensorInfo& t : model.file.tensor_infos())
+    if (!t.name.ends_with(".ffn_bundles")) tensors += t.size_bytes;
+  const std::size_t dim = model.config.dim, ffn = model.config.ffn_dim;
+  const std::size_t run = (threads * max_batch * dim + max_batch * dim) * sizeof(float) + max_batch * dim +
+                          2 * max_batch * (dim / 32) * 4 + 3 * ffn * sizeof(float) + ffn * 16;
+  return tensors + forward_state_bytes + run;
+}
+
+SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const SparseOptions& o,
+                     std::uint64_t fixed_bytes, std::size_t max_batch)
+    : model_(model),
+      pi2_(model.pi2 ? *model.pi2 : throw common::UsageError(model.file.path() + " is not a converted sparse model",
+                                                            "run powerinfer2-cli convert first")),
+      cfg_(model.config),
+      geo_(pi2_.geo),
+      pool_(pool),
+      opts_(o),
+      max_batch_(max_batch) {
+  if (opts_.mode == EngineMode::sparse && !pi2_.has_predictor() && !opts_.oracle)
+    throw common::UsageError(model.file.path() + " has no activation predictor: --mode sparse cannot pick neurons",
+                             "run powerinfer2-cli train-predictor, or use --oracle-predictor or --mode dense");
+  plan_ = plan_memory(pi2_, fixed_bytes, opts_);
+  reader_ = std::make_unique<io::FlashReader>(model.file.path(), opts_.queue_depth, opts_.backend);
+
+  const std::size_t n_layer = pi2_.layers.size(), n_clusters = geo_.n_clusters();
+  const std::size_t cb = geo_.cluster_bytes();
+  where_.assign(n_layer, std::vector<const std::uint8_t*>(n_clusters, nullptr));
+  hot_.assign(n_layer, std::vector<bool>(n_clusters, false));
+  if (plan_.hot > 0) hot_store_ = engine::WeightStore(plan_.hot);
+  if (plan_.cold > 0) cold_store_ = engine::WeightStore(plan_.cold);
+  if (plan_.stream > 0) stream_store_ = engine::WeightStore(plan_.stream);
+
+  // Hot clusters: the most frequently active ones over all layers (ties: lower cluster index
+  // first, layers round-robin), stored layer by layer in cluster order.
+  {
+    std::vector<std::tuple<double, std::uint32_t, std::uint32_t>> score;  // (-freq sum, cluster, layer)
+    score.reserve(plan_.total_clusters);
+    for (std::size_t l = 0; l < n_layer; ++l)
+      for (std::size_t c = 0; c < n_clusters; ++c) {
+        double s = 0.0;
+        for (std::size_t i = c * geo_.cluster_size; i < (c + 1) * geo_.cluster_size; ++i) s += pi2_.layers[l].freq[i];
+        score.emplace_back(-s, static_cast<std::uint32_t>(c), static_cast<std::uint32_t>(l));
+      }
+    std::partial_sort(score.begin(), score.begin() + static_cast<std::ptrdiff_t>(plan_.hot_clusters), score.end());
+    for (std::size_t k = 0; k < plan_.hot_clusters; ++k) hot_[std::get<2>(score[k])][std::get<1>(score[k])] = true;
+    std::size_t pos = 0;
+    for (std::size_t l = 0; l < n_layer; ++l)
+      for (std::size_t c = 0; c < n_clusters; ++c)
+        if (hot_[l][c]) where_[l][c] = hot_store_.data() + cb * pos++;
+  }
+  const std::size_t slots = plan_.cold_slots;
+  slot_owner_.assign(slots, -1);
+  slot_stamp_.assign(slots, 0);
+  lru_prev_.resize(slots);
+  lru_next_.resize(slots);
+  for (std::size_t s = 0; s < slots; ++s) {
+    lru_prev_[s] = static_cast<std::int32_t>(s) - 1;
+    lru_next_[s] = s + 1 < slots ? static_cast<std::int32_t>(s + 1) : -1;
+  }
+  lru_head_ = slots > 0 ? 0 : -1;
+  lru_tail_ = slots > 0 ? static_cast<std::int32_t>(slots - 1) : -1;
+
+  const std::size_t dim = cfg_.dim, ffn = cfg_.ffn_dim, threads = pool_.size();
+  items_.reserve(n_clusters);
+  requests_.reserve(n_clusters);
+  flags_ = std::make_unique<std::atomic<std::uint32_t>[]>(n_clusters);
+  act_.reserve(ffn);
+  truth_.reserve(ffn);
+  std::size_t rank = 1;
+  for (const Pi2Layer& L : pi2_.layers)
+    if (L.predictor) rank = std::max(rank, L.predictor->rank());
+  pred_h_ = common::AlignedBuffer<float>(rank);
+  pred_g_ = common::AlignedBuffer<float>(ffn);
+  pred_u_ = common::AlignedBuffer<float>(ffn);
+  pred_ws_ = ops::Workspace(1, std::max(dim, rank), threads);
+  xf_ = common::AlignedBuffer<float>(max_batch_ * dim);
+  xq_ = common::AlignedBuffer<std::int8_t>(max_batch_ * dim);
+  xd_ = common::AlignedBuffer<float>(max_batch_ * (dim / 32 + 1));
+  xs_ = common::AlignedBuffer<std::int32_t>(max_batch_ * (dim / 32 + 1));
+  partial_ = common::AlignedBuffer<float>(threads * max_batch_ * dim);
+  thread_stall_s_.assign(threads, 0.0);
+  thread_pred_.assign(threads, 0);
+  thread_act_.assign(threads, 0);
+  load_hot();
+}
+
+SparseFfn::~SparseFfn() = default;
+
+bool SparseFfn::sparse_decode() const {
+  if (opts_.mode == EngineMode::dense) return false;
+  return opts_.oracle || pi2_.has_predictor();
+}
+
+std::string SparseFfn::io_description() const { return reader_->backend_description(); }
+
+void SparseFfn::reset_stats() {
+  const std::uint64_t lb = stats_.load_bytes;
+  const double ls = stats_.load_s;
+  stats_ = SparseStats{};
+  std::fill(thread_stall_s_.begin(), thread_stall_s_.end(), 0.0);
+  std::fill(thread_pred_.begin(), thread_pred_.end(), 0);
+  std::fill(thread_act_.begin(), thread_act_.end(), 0);
+  reader_->reset_stats();
+  stats_.load_bytes = lb;
+  stats_.load_s = ls;
+}
+
+void SparseFfn::load_hot() {
+  const auto t0 = Clock::now();
+  const std::size_t cb = geo_.cluster_bytes();
+  std::vector<io::ReadRequest> reqs;
+  for (std::size_t l = 0; l < where_.size(); ++l)
+    for (std::size_t c = 0; c < where_[l].size(); ++c) {
+      if (!hot_[l][c]) continue;
+      const std::uint64_t off = pi2_.layers[l].bundles_offset + c * cb;
+      auto* dest = const_cast<std::uint8_t*>(where_[l][c]);
+      if (!reqs.empty() && reqs.back().offset + reqs.back().length == off &&
+          static_cast<std::uint8_t*>(reqs.back().dest) + reqs.back().length == dest &&
+          reqs.back().length + cb <= std::max(kMaxReadBytes, cb))
+        reqs.back().length += cb;
+      else
+        reqs.push_back({off, cb, dest, nullptr});
+    }
+  if (reqs.empty()) return;
+  auto flags = std::make_unique<std::atomic<std::uint32_t>[]>(reqs.size());
+  for (std::size_t r = 0; r < reqs.size(); ++r) {
+    flags[r].store(0);
+    reqs[r].done = &flags[r];
+  }
+  reader_->submit(reqs);
+  reader_->wait_idle();
+  for (std::size_t r = 0; r < reqs.size(); ++r)
+    if (flags[r].load() != 1) throw common::IoError(model_.file.path(), "read the hot neuron clusters", reader_->last_error());
+  stats_.load_bytes = plan_.hot;
+  stats_.load_s = seconds_since(t0);
+  reader_->reset_stats();
+}
+
+void SparseFfn::quantize_inputs(const float* xb, std::size_t n) {
+  const std::size_t dim = cfg_.dim, nb = dim / 32;
+  std::memcpy(xf_.data(), xb, n * dim * sizeof(float));
+  if (geo_.type == io::GgmlType::Q8_0 || geo_.type == io::GgmlType::Q4_0)
+    for (std::size_t t = 0; t < n; ++t)
+      ops::quantize_act_q8(xb + t * dim, dim, xq_.data() + t * dim, xd_.data() + t * (nb + 1), xs_.data() + t * (nb + 1));
+}
+
+void SparseFfn::predict(std::size_t layer, const float* xb) {
+  const LayerPredictor& P = *pi2_.layers[layer].predictor;
+  const std::size_t rank = P.rank(), ffn = cfg_.ffn_dim;
+  ops::matvec(P.w1, {xb, cfg_.dim}, {pred_h_.data(), rank}, pool_, pred_ws_);
+  ops::matvec(P.gate, {pred_h_.data(), rank}, {pred_g_.data(), ffn}, pool_, pred_ws_);
+  const bool up = P.up.data != nullptr;
+  if (up) ops::matvec(P.up, {pred_h_.data(), rank}, {pred_u_.data(), ffn}, pool_, pred_ws_);
+  act_.clear();
+  for (std::size_t i = 0; i < ffn; ++i)
+    if (pred_g_[i] + P.gate_bias[i] > 0.0f && (!up || pred_u_[i] + P.up_bias[i] > 0.0f))
+      act_.push_back(static_cast<std::uint32_t>(i));
+}
+
+void SparseFfn::exact_active(std::size_t layer, const float* xb, std::vector<std::uint32_t>& out) {
+  (void)xb;  // quantize_inputs has put it in xf_ / xq_
+  const std::size_t ffn = cfg_.ffn_dim, dim = cfg_.dim;
+  const ops::NeuronInput in{xf_.data(), {xq_.data(), xd_.data(), xs_.data(), nullptr, nullptr}};
+  const std::uint8_t* base = pi2_.layers[layer].bundles.data();
+  std::vector<std::uint8_t>& mask = mask_;
+  mask.assign(ffn, 0);
+  pool_.parallel_for(0, ffn, 64, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::uint8_t* b = base + i * geo_.stride;
+      const float g = ops::neuron_dot(geo_.type, b, in, dim);
+      if (g <= 0.0f) continue;
+      const float u = ops::neuron_dot(geo_.type, b + geo_.up_offset(), in, dim);
+      mask[i] = fires(cfg_.activation, g, u) ? 1 : 0;
+    }
+  });
+  out.clear();
+  for (std::size_t i = 0; i < ffn; ++i)
+    if (mask[i]) out.push_back(static_cast<std::uint32_t>(i));
+}
+
+const std::uint8_t* SparseFfn::lookup(std::size_t layer, std::uint32_t cluster, bool touch, std::uint64_t stamp) {
+  const std::uint8_t* p = where_[layer][cluster];
+  if (p == nullptr || hot_[layer][cluster] || !touch) return p;
+  const auto s = static_cast<std::int32_t>((p - cold_store_.data()) / static_cast<std::ptrdiff_t>(geo_.cluster_bytes()));
+  slot_stamp_[s] = stamp;
+  if (s != lru_head_) {  // move to the front
+    lru_next_[lru_prev_[s]] = lru_next_[s];
+    if (lru_next_[s] >= 0) lru_prev_[lru_next_[s]] = lru_prev_[s]; else lru_tail_ = lru_prev_[s];
+    lru_prev_[s] = -1;
+    lru_next_[s] = lru_head_;
+    lru_prev_[lru_head_] = s;
+    lru_head_ = s;
+  }
+  return p;
+}
+
+std::uint8_t* SparseFfn::claim_slot(std::size_t layer, std::uint32_t cluster, std::uint64_t stamp) {
+  const std::int32_t s = lru_tail_;
+  if (s < 0 || slot_stamp_[s] == stamp) return nullptr;  // every slot holds a cluster of this call
+  const std::size_t n_clusters = geo_.n_clusters();
+  if (slot_owner_[s] >= 0) {
+    const auto o = static_cast<std::size_t>(slot_owner_[s]);
+    where_[o / n_clusters][o % n_clusters] = nullptr;
+  }
+  slot_owner_[s] = static_cast<std::int64_t>(layer * n_clusters + cluster);
+  std::uint8_t* p = cold_store_.data() + static_cast<std::size_t>(s) * geo_.cluster_bytes();
+  where_[layer][cluster] = p;
+  lookup(layer, cluster, true, stamp);  // to the front, stamped
+  return p;
+}
+
+void SparseFfn::compute_item(const Item& it, std::size_t n, float* y, std::uint64_t& predicted,
+                             std::uint64_t& active) const {
+  const std::size_t dim = cfg_.dim, nb = dim / 32, N = geo_.cluster_size;
+  const std::size_t c0 = static_cast<std::size_t>(it.cluster) * N;
+  const std::size_t count = it.count == 0 ? N : it.count;
+  for (std::size_t k = 0; k < count; ++k) {
+    const std::size_t i = it.count == 0 ? c0 + k : act_[it.first + k];
+    const std::uint8_t* b = it.data + (i - c0) * geo_.stride;
+    for (std::size_t t = 0; t < n; ++t) {
+      const ops::NeuronInput in{xf_.data() + t * dim,
+                                {xq_.data() + t * dim, xd_.data() + t * (nb + 1), xs_.data() + t * (nb + 1), nullptr, nullptr}};
+      const float g = ops::neuron_dot(geo_.type, b, in, dim);
+      if (g <= 0.0f) continue;
+      const float u = ops::neuron_dot(geo_.type, b + geo_.up_offset(), in, dim);
+      if (!fires(cfg_.activation, g, u)) continue;
+      ops::neuron_axpy(geo_.type, b + geo_.down_offset(), g * u, y + t * dim, dim);
+      ++active;
+    }
+  }
+  predicted += count;
+}
+
+void SparseFfn::run_items(std::size_t layer, std::size_t n, float* out, bool dense) {
+  const std::size_t dim = cfg_.dim, threads = pool_.size();
+  // Resident items first, then those waiting for reads in the order the reads were issued.
+  std::vector<std::uint32_t>& order = order_;
+  order.clear();
+  for (std::uint32_t k = 0; k < items_.size(); ++k)
+    if (items_[k].request < 0) order.push_back(k);
+  for (std::uint32_t k = 0; k < items_.size(); ++k)
+    if (items_[k].request >= 0) order.push_back(k);
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  pool_.run_on_all([&](std::size_t th) {
+    float* y = partial_.data() + th * max_batch_ * dim;
+    std::fill(y, y + n * dim, 0.0f);
+    double stall = 0.0;
+    std::uint64_t pred = 0, act = 0;
+    for (std::size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < order.size();) {
+      const Item& it = items_[order[k]];
+      if (it.request >= 0) {
+        std::atomic<std::uint32_t>& f = flags_[static_cast<std::size_t>(it.request)];
+        std::uint32_t v = f.load(std::memory_order_acquire);
+        if (v == 0) {
+          const auto t0 = Clock::now();
+          v = io::wait_done(f);
+          stall += seconds_since(t0);
+        }
+        if (v != 1) {
+          failed.store(true);
+          continue;
+        }
+      }
+      compute_item(it, n, y, pred, act);
+    }
+    thread_stall_s_[th] += stall;
+    if (!dense) {
+      thread_pred_[th] += pred;
+      thread_act_[th] += act;
+    }
+  });
+  if (failed.load()) {
+    // Forget the slots whose reads failed, then report.
+    for (const Item& it : items_)
+      if (it.request >= 0 && flags_[static_cast<std::size_t>(it.request)].load() != 1 && !hot_[layer][it.cluster])
+        where_[layer][it.cluster] = nullptr;
+    throw common::IoError(model_.file.path(), "read neuron clusters", reader_->last_error());
+  }
+  for (std::size_t t = 0; t < n; ++t) {
+    float* o = out + t * dim;
+    std::memcpy(o, partial_.data() + t * dim, dim * sizeof(float));
+    for (std::size_t th = 1; th < threads; ++th) {
+      const float* p = partial_.data() + th * max_batch_ * dim + t * dim;
+      for (std::size_t d = 0; d < dim; ++d) o[d] += p[d];
+    }
+  }
+}
+
+void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* out) {
+  PWPI_CHECK(layer < pi2_.layers.size() && n >= 1 && n <= max_batch_);
+  const auto t_start = Clock::now();
+  const bool dense = opts_.mode == EngineMode::dense || n > 1 || !sparse_decode();
+  quantize_inputs(xb, n);
+  if (!dense) {
+    if (opts_.oracle) {
+      exact_active(layer, xb, act_);
+    } else {
+      predict(layer, xb);
+      if (opts_.measure_recall) {
+        exact_active(layer, xb, truth_);
+        stats_.true_neurons += truth_.size();
+        std::size_t a = 0;
+        for (std::uint32_t i : truth_) {  // both sorted
+          while (a < act_.size() && act_[a] < i) ++a;
+          if (a < act_.size() && act_[a] == i) ++stats_.found_neurons;
+        }
+      }
+    }
+  }
+  // Items: the clusters to compute, with where their bytes are or which read brings them.
+  ++stamp_;
+  items_.clear();
+  requests_.clear();
+  const std::size_t N = geo_.cluster_size, cb = geo_.cluster_bytes();
+  if (dense) {
+    for (std::uint32_t c = 0; c < geo_.n_clusters(); ++c) items_.push_back({c, 0, 0, nullptr, -1});
+  } else {
+    for (std::size_t k = 0; k < act_.size();) {
+      const auto c = static_cast<std::uint32_t>(act_[k] / N);
+      std::size_t e = k;
+      while (e < act_.size() && act_[e] / N == c) ++e;
+      items_.push_back({c, static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(e - k), nullptr, -1});
+      k = e;
+    }
+  }
+  const std::uint64_t base_off = pi2_.layers[layer].bundles_offset;
+  for (Item& it : items_) {
+    // A dense pass (a prompt) streams what is not resident without disturbing the LRU.
+    it.data = lookup(layer, it.cluster, !dense, stamp_);
+    if (it.data != nullptr) {
+      ++(hot_[layer][it.cluster] ? stats_.hot_hits : stats_.cold_hits);
+      continue;
+    }
+    ++stats_.misses;
+    std::uint8_t* dest = nullptr;
+    if (!dense && plan_.cold_slots > 0) dest = claim_slot(layer, it.cluster, stamp_);
+    if (dest == nullptr) dest = stream_store_.data() + static_cast<std::size_t>(it.cluster) * cb;
+    it.data = dest;
+    const std::uint64_t off = base_off + static_cast<std::uint64_t>(it.cluster) * cb;
+    if (!requests_.empty() && requests_.back().offset + requests_.back().length == off &&
+        static_cast<std::uint8_t*>(requests_.back().dest) + requests_.back().length == dest &&
+        requests_.back().length + cb <= kMaxReadBytes) {
+      requests_.back().length += cb;
+    } else {
+      requests_.push_back({off, cb, dest, nullptr});
+    }
+    it.request = static_cast<std::int32_t>(requests_.size() - 1);
+  }
+  for (std::size_t r = 0; r < requests_.size(); ++r) {
+    flags_[r].store(0, std::memory_order_relaxed);
+    requests_[r].done = &flags_[r];
+    stats_.bytes_read += requests_[r].length;
+  }
+  stats_.reads += requests_.size();
+  if (!requests_.empty()) {
+    reader_->submit(requests_);
+    if (!opts_.pipeline) {  // ablation: every read of the layer first, then the compute
+      const auto t0 = Clock::now();
+      reader_->wait_idle();
+      const double waited = seconds_since(t0);
+      for (double& s : thread_stall_s_) s += waited;
+    }
+  }
+  run_items(layer, n, out, dense);
+  if (layer == 0) (dense ? stats_.dense_tokens : stats_.sparse_tokens) += n;
+  stats_.predicted_neurons = std::accumulate(thread_pred_.begin(), thread_pred_.end(), std::uint64_t{0});
+  stats_.active_neurons = std::accumulate(thread_act_.begin(), thread_act_.end(), std::uint64_t{0});
+  stats_.stall_s = std::accumulate(thread_stall_s_.begin(), thread_stall_s_.end(), 0.0) /
+                   static_cast<double>(thread_stall_s_.size());
+  stats_.ffn_s += seconds_since(t_start);
+}
+
+}  // namespace powerinfer2::sparse

@@ -1,0 +1,153 @@
+// The sparse FFN engine of a converted model (.pi2.gguf): per layer, the predictor picks
+// the neurons a token activates, their clusters come from the segmented neuron cache (hot
+// segment: the most frequently active clusters, loaded at start; cold segment: an LRU of
+// cluster slots) or are read from storage with O_DIRECT while the compute threads work on
+// the clusters already in memory (the neuron-cluster pipeline), and each cluster is
+// computed the moment its bytes arrive. Prompts (several tokens) run dense over all neurons,
+// streaming what is not resident. Memory: everything is sized once at construction.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/aligned_buffer.hpp"
+#include "common/thread_pool.hpp"
+#include "engine/forward.hpp"
+#include "engine/model.hpp"
+#include "io/flash_reader.hpp"
+#include "ops/matmul.hpp"
+#include "sparse/pi2_format.hpp"
+
+namespace powerinfer2::sparse {
+
+/// Which path a forward pass takes: auto = dense for prompts, sparse for decode (when a
+/// predictor or the oracle is available).
+enum class EngineMode { automatic, dense, sparse };
+
+struct SparseOptions {
+  std::uint64_t memory_budget_bytes = 0;  // 0: unlimited (every cluster resident)
+  EngineMode mode = EngineMode::automatic;
+  bool oracle = false;          // exact active sets computed densely from the file (tests)
+  bool measure_recall = false;  // also compute the exact sets to measure the predictor's recall
+  bool segmented = true;        // hot segment by activation frequency + cold LRU (false: one LRU)
+  bool cold_cache = true;       // false: nothing but the hot segment stays (read every token)
+  bool pipeline = true;         // false: wait for every read of a layer, then compute
+  double hot_share = 0.85;      // of the FFN budget (segmented)
+  unsigned queue_depth = 64;    // reads in flight
+  std::optional<io::ReadBackend> backend;  // forced I/O backend
+};
+
+/// How the budget is spent (bytes).
+struct MemoryPlan {
+  std::uint64_t budget = 0;       // 0: unlimited
+  std::uint64_t fixed = 0;        // non-FFN weights, predictors, KV cache, run buffers
+  std::uint64_t stream = 0;       // one layer's FFN: clusters read but not cached
+  std::uint64_t hot = 0, cold = 0;
+  std::uint64_t ffn_total = 0;
+  std::size_t hot_clusters = 0, cold_slots = 0, total_clusters = 0;
+  double offloaded_fraction() const {
+    return ffn_total == 0 ? 0.0 : 1.0 - static_cast<double>(hot + cold) / static_cast<double>(ffn_total);
+  }
+};
+
+struct SparseStats {
+  std::uint64_t sparse_tokens = 0, dense_tokens = 0;  // token-layers / n_layer
+  std::uint64_t predicted_neurons = 0, active_neurons = 0;  // sparse path: computed, and of those non-zero
+  std::uint64_t true_neurons = 0, found_neurons = 0;        // measure_recall: truly active, and predicted
+  std::uint64_t hot_hits = 0, cold_hits = 0, misses = 0;    // clusters
+  std::uint64_t reads = 0, bytes_read = 0;
+  double stall_s = 0.0;  // compute threads waiting for reads (mean over threads)
+  double ffn_s = 0.0;
+  std::uint64_t load_bytes = 0;
+  double load_s = 0.0;
+};
+
+/// The budget split for a model; InputError-free: throws UsageError with the numbers when the
+/// fixed segment alone does not fit.
+MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o);
+
+class SparseFfn final : public engine::FfnBackend {
+ public:
+  /// `fixed_bytes`: what the model and the forward state hold besides the FFN (see
+  /// fixed_segment_bytes). Loads the hot segment (timed in stats().load_s).
+  SparseFfn(const engine::Model& model, common::ThreadPool& pool, const SparseOptions& o, std::uint64_t fixed_bytes,
+            std::size_t max_batch);
+  ~SparseFfn() override;
+  SparseFfn(const SparseFfn&) = delete;
+  SparseFfn& operator=(const SparseFfn&) = delete;
+
+  void ffn(std::size_t layer, const float* xb, std::size_t n, float* out) override;
+
+  const MemoryPlan& plan() const { return plan_; }
+  const SparseStats& stats() const { return stats_; }
+  void reset_stats();
+  std::string io_description() const;
+  bool sparse_decode() const;  // decode takes the sparse path
+
+ private:
+  struct Item {
+    std::uint32_t cluster = 0;
+    std::uint32_t first = 0, count = 0;  // active neurons: act_[first, first + count); count 0: all
+    const std::uint8_t* data = nullptr;  // the cluster's bytes (set before compute)
+    std::int32_t request = -1;           // index of the read it waits for (-1: resident)
+  };
+
+  void predict(std::size_t layer, const float* xb);
+  void exact_active(std::size_t layer, const float* xb, std::vector<std::uint32_t>& out);
+  void quantize_inputs(const float* xb, std::size_t n);
+  const std::uint8_t* lookup(std::size_t layer, std::uint32_t cluster, bool use_cache, std::uint64_t stamp);
+  std::uint8_t* claim_slot(std::size_t layer, std::uint32_t cluster, std::uint64_t stamp);
+  void run_items(std::size_t layer, std::size_t n, float* out, bool dense);
+  void compute_item(const Item& it, std::size_t n, float* y, std::uint64_t& predicted, std::uint64_t& active) const;
+  void load_hot();
+
+  const engine::Model& model_;
+  const Pi2Model& pi2_;
+  const model::ModelConfig& cfg_;
+  BundleGeometry geo_;
+  common::ThreadPool& pool_;
+  SparseOptions opts_;
+  MemoryPlan plan_;
+  SparseStats stats_;
+  std::unique_ptr<io::FlashReader> reader_;
+  std::size_t max_batch_ = 0;
+
+  engine::WeightStore hot_store_, cold_store_, stream_store_;
+  std::vector<std::vector<const std::uint8_t*>> where_;  // [layer][cluster] -> bytes, nullptr: on storage
+  std::vector<std::vector<bool>> hot_;                    // [layer][cluster]
+  // Cold LRU over slots: owner, intrusive list, last-use stamp.
+  std::vector<std::int64_t> slot_owner_;  // layer * n_clusters + cluster, -1: free
+  std::vector<std::int32_t> lru_prev_, lru_next_;
+  std::int32_t lru_head_ = -1, lru_tail_ = -1;
+  std::vector<std::uint64_t> slot_stamp_;
+  std::uint64_t stamp_ = 0;
+
+  // Per call state, sized once.
+  std::vector<Item> items_;
+  std::vector<io::ReadRequest> requests_;
+  std::unique_ptr<std::atomic<std::uint32_t>[]> flags_;
+  std::vector<std::uint32_t> act_, truth_;  // active neuron indices of the layer
+  std::vector<std::uint32_t> order_;        // items_ in compute order
+  std::vector<std::uint8_t> mask_;          // [ffn] exact_active's scratch
+  common::AlignedBuffer<float> pred_h_, pred_g_, pred_u_;
+  ops::Workspace pred_ws_;
+  common::AlignedBuffer<float> xf_;             // [max_batch][dim]
+  common::AlignedBuffer<std::int8_t> xq_;       // [max_batch][dim]
+  common::AlignedBuffer<float> xd_;             // [max_batch][dim / 32]
+  common::AlignedBuffer<std::int32_t> xs_;      // [max_batch][dim / 32]
+  common::AlignedBuffer<float> partial_;        // [threads][max_batch][dim]
+  std::vector<double> thread_stall_s_;
+  std::vector<std::uint64_t> thread_pred_, thread_act_;
+};
+
+/// Bytes of the fixed segment: every non-FFN tensor of `model` (predictors included), the
+/// forward state (Forward::state_bytes: KV cache, activations) and this engine's run buffers.
+std::uint64_t fixed_segment_bytes(const engine::Model& model, std::size_t forward_state_bytes, std::size_t max_batch,
+                                  std::size_t threads);
+
+}  // namespace powerinfer2::sparse

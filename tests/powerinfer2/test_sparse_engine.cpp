@@ -1,0 +1,434 @@
+// The sparse engine against the dense engine (the oracle): the converted file's bundles hold
+// exactly the model's FFN, and sparse decoding with the exact active sets gives the dense
+// engine's logits at every memory budget, with and without the pipeline, through io_uring
+// and the pread pool; profiling keeps the output while it sorts neurons; trained predictors
+// reach their recall on text they were not trained on; bad input fails with one line.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <numeric>
+
+#include "common/errors.hpp"
+#include "common/thread_pool.hpp"
+#include "engine/forward.hpp"
+#include "engine/model.hpp"
+#include "engine/runtime.hpp"
+#include "io/gguf_reader.hpp"
+#include "model_maker.hpp"
+#include "ops/neuron_ops.hpp"
+#include "sparse/pi2_format.hpp"
+#include "sparse/profile.hpp"
+#include "sparse/sparse_ffn.hpp"
+#include "test_support.hpp"
+
+namespace io = powerinfer2::io;
+namespace eng = powerinfer2::engine;
+namespace mdl = powerinfer2::model;
+namespace mm = powerinfer2::tools;
+namespace sp = powerinfer2::sparse;
+
+namespace {
+
+std::string q(const std::filesystem::path& p) { return testing::shell_quote(p.string()); }
+
+std::filesystem::path tiny_model(const testing::TempDir& dir, const std::string& name, io::GgmlType type,
+                                 mdl::FfnActivation act, std::uint64_t seed = 7) {
+  mm::MakeModelOptions o;
+  o.shape = *mm::find_preset("tiny");
+  o.type = type;
+  o.activation = act;
+  o.seed = seed;
+  o.sparsity = act == mdl::FfnActivation::swiglu ? 0.0 : 0.9;
+  common::ThreadPool pool(2);
+  const std::filesystem::path p = dir / name;
+  mm::make_model(o, p.string(), pool);
+  return p;
+}
+
+void convert(const std::filesystem::path& in, const std::filesystem::path& out, std::size_t cluster) {
+  const io::GgufFile src(in.string());
+  sp::Pi2WriteSpec spec;
+  spec.cluster_size = cluster;
+  sp::write_pi2(src, mdl::load_config(src), spec, out.string());
+}
+
+std::vector<mdl::TokenId> some_tokens(std::size_t n, std::uint32_t vocab, std::uint64_t seed) {
+  std::vector<mdl::TokenId> t(n);
+  std::uint64_t s = seed;
+  for (auto& v : t) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    v = static_cast<mdl::TokenId>((s >> 33) % vocab);
+  }
+  return t;
+}
+
+// Logits of prefill(prompt) then greedy decode of `steps` tokens: all of them, concatenated.
+std::vector<float> run(eng::Forward& f, std::span<const mdl::TokenId> prompt, std::size_t steps,
+                       std::vector<mdl::TokenId>* out_tokens = nullptr) {
+  std::vector<float> all;
+  std::span<const float> lg = f.prefill(prompt, 0);
+  all.insert(all.end(), lg.begin(), lg.end());
+  std::size_t pos = prompt.size();
+  for (std::size_t i = 0; i < steps; ++i) {
+    const auto tok = static_cast<mdl::TokenId>(std::max_element(lg.begin(), lg.end()) - lg.begin());
+    if (out_tokens) out_tokens->push_back(tok);
+    lg = f.decode(tok, pos++);
+    all.insert(all.end(), lg.begin(), lg.end());
+  }
+  return all;
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double mx = 0.0, scale = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    mx = std::max(mx, static_cast<double>(std::fabs(a[i] - b[i])));
+    scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
+  }
+  return mx / std::max(scale, 1e-30);
+}
+
+}  // namespace
+
+TEST_CASE("powerinfer2 sparse: bundle geometry keeps every cluster on 4 KiB boundaries", "[unit]") {
+  for (auto type : {io::GgmlType::F32, io::GgmlType::F16, io::GgmlType::Q8_0, io::GgmlType::Q4_0})
+    for (std::size_t n : {1, 2, 3, 4, 16, 32, 64}) {
+      const sp::BundleGeometry g = sp::bundle_geometry(type, 4096, n * 448, n);
+      CHECK(g.cluster_bytes() % sp::kClusterAlign == 0);
+      CHECK(g.stride >= 3 * g.part_bytes);
+      CHECK(g.stride - 3 * g.part_bytes < sp::kClusterAlign);
+    }
+  // Q4_0, dim 4096: 6912 bytes of parts; alone padded to 8 KiB (as PowerInfer-2 pads 7.5 KB
+  // to 8 KB), in clusters of 16 no padding at all.
+  CHECK(sp::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 1).stride == 8192);
+  CHECK(sp::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 16).stride == 6912);
+  CHECK_THROWS_AS(sp::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 5), common::UsageError);
+}
+
+TEST_CASE("powerinfer2 sparse: a bundle holds gate row, up row and down column of its neuron", "[unit]") {
+  testing::TempDir dir;
+  for (auto type : {io::GgmlType::F32, io::GgmlType::F16, io::GgmlType::Q8_0, io::GgmlType::Q4_0}) {
+    const auto dense = tiny_model(dir, "m.gguf", type, mdl::FfnActivation::reglu);
+    const auto conv = dir / "m.pi2.gguf";
+    convert(dense, conv, 4);
+    const io::GgufFile d(dense.string()), c(conv.string());
+    const mdl::ModelConfig cfg = mdl::load_config(d);
+    const mdl::ModelWeights w = mdl::load_weights(d, cfg);
+    const sp::Pi2Model m = sp::load_pi2(c, cfg);
+    REQUIRE(m.layers.size() == cfg.n_layer);
+    std::vector<float> part(cfg.dim), ref(cfg.dim), down_row(cfg.ffn_dim);
+    double worst_down = 0.0;
+    for (std::size_t l = 0; l < cfg.n_layer; ++l) {
+      CHECK(m.layers[l].bundles_offset % 4096 == 0);
+      const auto& L = w.layers[l];
+      for (std::size_t i : {std::size_t{0}, std::size_t{5}, std::size_t{cfg.ffn_dim - 1}}) {
+        const std::uint8_t* b = m.layers[l].bundles.data() + i * m.geo.stride;
+        // gate and up parts are the matrices' own bytes
+        CHECK(std::memcmp(b, static_cast<const std::uint8_t*>(L.gate.data) + i * L.gate.row_bytes(), L.gate.row_bytes()) == 0);
+        CHECK(std::memcmp(b + m.geo.up_offset(), static_cast<const std::uint8_t*>(L.up.data) + i * L.up.row_bytes(),
+                          L.up.row_bytes()) == 0);
+        // down column: exact for F32 / F16, re-quantized along dim for Q8_0 / Q4_0
+        sp::bundle_part_to_f32(m.geo, b, 2, part.data());
+        io::GgufTensorView dv = d.tensor("blk." + std::to_string(l) + ".ffn_down.weight");
+        for (std::size_t r = 0; r < cfg.dim; ++r) {
+          sp::bundle_part_to_f32(sp::bundle_geometry(type, cfg.ffn_dim, 1, 1), dv.data.data() + r * L.down.row_bytes(), 0,
+                                 down_row.data());
+          ref[r] = down_row[i];
+        }
+        double scale = 0.0;
+        for (float v : ref) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+        for (std::size_t r = 0; r < cfg.dim; ++r)
+          worst_down = std::max(worst_down, std::fabs(part[r] - ref[r]) / std::max(scale, 1e-30));
+        CHECK(m.layers[l].perm[i] == static_cast<std::int32_t>(i));
+      }
+    }
+    INFO(io::ggml_type_name(type) << " worst relative down-column error " << worst_down);
+    if (type == io::GgmlType::F32 || type == io::GgmlType::F16)
+      CHECK(worst_down == 0.0);
+    else
+      CHECK(worst_down <= (type == io::GgmlType::Q8_0 ? 0.01 : 0.15));
+  }
+}
+
+TEST_CASE("powerinfer2 sparse: neuron_axpy matches its reference on every bundle type", "[unit]") {
+  for (auto type : {io::GgmlType::F32, io::GgmlType::F16, io::GgmlType::Q8_0, io::GgmlType::Q4_0}) {
+    const std::size_t n = 96;
+    const sp::BundleGeometry g = sp::bundle_geometry(type, n, 1, 1);
+    std::vector<float> src(n);
+    for (std::size_t i = 0; i < n; ++i) src[i] = std::sin(static_cast<float>(i) * 0.7f) * 1.5f;
+    std::vector<std::uint8_t> row(g.stride);
+    // Make a bundle whose down part is src.
+    std::vector<std::uint8_t> zeros(g.part_bytes * 2, 0);
+    const powerinfer2::ops::WeightMatrix zm{type, zeros.data(), 1, n, powerinfer2::ops::WeightLayout::gguf};
+    sp::make_bundle(g, zm, zm, src.data(), 0, row.data());
+    std::vector<float> y(n, 0.25f), y_ref(n, 0.25f);
+    powerinfer2::ops::neuron_axpy(type, row.data() + g.down_offset(), -0.75f, y.data(), n);
+    powerinfer2::ops::ref::neuron_axpy(type, row.data() + g.down_offset(), -0.75f, y_ref.data(), n);
+    double mx = 0.0;
+    for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(std::fabs(y[i] - y_ref[i])));
+    INFO(io::ggml_type_name(type) << " max diff " << mx);
+    CHECK(mx <= 1e-5);
+    CHECK(y_ref[1] != 0.25f);  // the reference did something
+  }
+}
+
+TEST_CASE("powerinfer2 sparse: with the oracle predictor, sparse output equals dense output at every budget", "[unit]") {
+  testing::TempDir dir;
+  for (auto act : {mdl::FfnActivation::reglu, mdl::FfnActivation::drelu})
+    for (auto type : {io::GgmlType::F32, io::GgmlType::Q8_0}) {
+      const auto dense_path = tiny_model(dir, "d.gguf", type, act);
+      const auto conv = dir / "d.pi2.gguf";
+      convert(dense_path, conv, 4);
+      const auto prompt = some_tokens(9, 512, 3);
+      std::vector<float> dense_logits;
+      std::vector<mdl::TokenId> dense_tokens;
+      {
+        common::ThreadPool pool(2);
+        const eng::Model m(dense_path.string(), &pool);
+        eng::Forward f(m, pool, 64);
+        dense_logits = run(f, prompt, 12, &dense_tokens);
+      }
+      std::vector<float> unlimited;
+      struct Case {
+        const char* name;
+        double offload;
+        bool pipeline, cache;
+        std::optional<io::ReadBackend> backend;
+      };
+      for (const Case& c : {Case{"unlimited", 0.0, true, true, {}}, Case{"50% offloaded", 0.5, true, true, {}},
+                            Case{"all offloaded", 1.0, true, true, {}},
+                            Case{"90% no pipeline", 0.9, false, true, {}}, Case{"90% no cold cache", 0.9, true, false, {}},
+                            Case{"75% pread pool", 0.75, true, true, io::ReadBackend::pread_pool}}) {
+        eng::RuntimeOptions o;
+        o.n_ctx = 64;
+        o.sparse.oracle = true;
+        o.sparse.pipeline = c.pipeline;
+        o.sparse.cold_cache = c.cache;
+        o.sparse.backend = c.backend;
+        if (c.offload > 0.0) o.offload_ffn = c.offload;
+        eng::Runtime rt(conv.string(), o);
+        std::vector<mdl::TokenId> tokens;
+        const std::vector<float> logits = run(rt.forward, prompt, 12, &tokens);
+        const double d = max_rel_diff(dense_logits, logits);
+        INFO(mdl::activation_name(act) << " " << io::ggml_type_name(type) << " " << c.name << ": max |dlogit| / max |logit| = "
+                                       << d << ", read " << rt.sparse->stats().bytes_read << " bytes");
+        CHECK(tokens == dense_tokens);
+        // F32: only summation order differs; Q8_0: the down columns are re-quantized along dim.
+        CHECK(d <= (type == io::GgmlType::F32 ? 1e-4 : 0.03));
+        if (c.offload > 0.0) CHECK(rt.sparse->stats().bytes_read > 0);
+        // A tight budget changes nothing but the order in which threads add clusters up (the
+        // order reads complete in); for Q8_0 a last-bit difference can move the next layer's
+        // quantized activations by one step.
+        if (unlimited.empty())
+          unlimited = logits;
+        else
+          CHECK(max_rel_diff(unlimited, logits) <= (type == io::GgmlType::F32 ? 1e-5 : 2e-3));
+      }
+    }
+}
+
+TEST_CASE("powerinfer2 sparse: profiling sorts neurons hottest first without changing the output", "[unit]") {
+  testing::TempDir dir;
+  const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F16, mdl::FfnActivation::drelu, 11);
+  const auto conv = dir / "d.pi2.gguf";
+  common::ThreadPool pool(2);
+  const eng::Model dense(dense_path.string(), &pool);
+  const auto text = some_tokens(600, 512, 5);
+  const sp::ActivationRecord rec = sp::record_activations(dense, pool, text, 128, 0);
+  CHECK(rec.tokens == 600);
+  sp::Pi2WriteSpec spec;
+  spec.cluster_size = 8;
+  spec.profiled_tokens = rec.tokens;
+  for (std::size_t l = 0; l < dense.config.n_layer; ++l) {
+    spec.order.push_back(sp::hotness_order(rec.fired[l]));
+    std::vector<float> f(dense.config.ffn_dim);
+    for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(rec.fired[l][i]) / 600.0f;
+    spec.freq.push_back(f);
+  }
+  sp::write_pi2(dense.file, dense.config, spec, conv.string(), &pool);
+  const io::GgufFile c(conv.string());
+  const sp::Pi2Model m = sp::load_pi2(c, dense.config);
+  CHECK(m.profiled_tokens == 600);
+  double mean_active = 0.0;
+  for (std::size_t l = 0; l < m.layers.size(); ++l) {
+    const auto& fr = m.layers[l].freq;
+    CHECK(std::is_sorted(fr.begin(), fr.end(), std::greater<float>()));
+    CHECK(fr.front() > fr.back());
+    for (std::size_t p = 0; p < fr.size(); ++p)
+      CHECK(fr[p] == static_cast<float>(rec.fired[l][static_cast<std::size_t>(m.layers[l].perm[p])]) / 600.0f);
+    mean_active += std::accumulate(fr.begin(), fr.end(), 0.0) / static_cast<double>(fr.size());
+  }
+  mean_active /= static_cast<double>(m.layers.size());
+  CHECK(mean_active > 0.05);
+  CHECK(mean_active < 0.2);
+  // Same greedy tokens as the dense engine, and the hot segment now catches most clusters.
+  const auto prompt = some_tokens(7, 512, 9);
+  std::vector<mdl::TokenId> want, got;
+  {
+    eng::Forward f(dense, pool, 64);
+    run(f, prompt, 10, &want);
+  }
+  eng::RuntimeOptions o;
+  o.n_ctx = 64;
+  o.sparse.oracle = true;
+  o.offload_ffn = 0.6;
+  eng::Runtime rt(conv.string(), o);
+  run(rt.forward, prompt, 10, &got);
+  CHECK(got == want);
+  const sp::SparseStats& s = rt.sparse->stats();
+  const double hot = static_cast<double>(s.hot_hits) / static_cast<double>(s.hot_hits + s.cold_hits + s.misses);
+  INFO("hot-segment hit rate with 40% of the FFN resident: " << hot);
+  CHECK(hot > 0.5);
+}
+
+TEST_CASE("powerinfer2 sparse: trained predictors reach their recall on unseen tokens", "[unit]") {
+  testing::TempDir dir;
+  for (auto act : {mdl::FfnActivation::reglu, mdl::FfnActivation::drelu}) {
+    const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F32, act, 21);
+    const auto conv = dir / "d.pi2.gguf";
+    convert(dense_path, conv, 4);
+    common::ThreadPool pool(2);
+    {
+      const eng::Model dense(dense_path.string(), &pool);
+      const sp::ActivationRecord rec = sp::record_activations(dense, pool, some_tokens(1024, 512, 1), 256, 768);
+      const io::GgufFile c(conv.string());
+      const sp::Pi2Model m = sp::load_pi2(c, dense.config);
+      std::vector<std::vector<std::int32_t>> perm;
+      for (const auto& L : m.layers) perm.emplace_back(L.perm.begin(), L.perm.end());
+      std::vector<sp::LayerFitReport> reports;
+      sp::Pi2WriteSpec spec;
+      spec.predictors = sp::train_predictors(dense, pool, rec, perm, sp::PredictorFitOptions{}, reports);
+      for (const auto& r : reports) {
+        CHECK(r.recall >= 0.98);
+        CHECK(r.precision > r.true_fraction * 2.0);  // far better than guessing
+        CHECK(r.rank <= 16);
+      }
+      sp::write_pi2(c, dense.config, spec, conv.string(), &pool);
+    }
+    eng::RuntimeOptions o;
+    o.n_ctx = 128;
+    o.sparse.measure_recall = true;
+    o.offload_ffn = 0.5;
+    eng::Runtime rt(conv.string(), o);
+    REQUIRE(rt.model.pi2->has_predictor());
+    run(rt.forward, some_tokens(5, 512, 77), 60);
+    const sp::SparseStats& s = rt.sparse->stats();
+    const double recall = static_cast<double>(s.found_neurons) / static_cast<double>(s.true_neurons);
+    const double computed = static_cast<double>(s.predicted_neurons) /
+                            static_cast<double>(s.sparse_tokens * rt.model.config.n_layer * rt.model.config.ffn_dim);
+    INFO(mdl::activation_name(act) << ": recall " << recall << " on unseen tokens, " << computed
+                                   << " of the neurons computed per token");
+    CHECK(recall >= 0.97);
+    CHECK(computed < 0.3);
+    CHECK(s.sparse_tokens == 60);
+  }
+}
+
+TEST_CASE("powerinfer2 sparse: memory plans and refusals", "[unit]") {
+  testing::TempDir dir;
+  const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::Q4_0, mdl::FfnActivation::reglu);
+  const auto conv = dir / "d.pi2.gguf";
+  convert(dense_path, conv, 8);
+  const io::GgufFile f(conv.string());
+  const sp::Pi2Model m = sp::load_pi2(f, mdl::load_config(f));
+  sp::SparseOptions o;
+  o.memory_budget_bytes = 1000000 + m.geo.layer_bytes() + m.ffn_bytes() / 2;
+  const sp::MemoryPlan p = sp::plan_memory(m, 1000000, o);
+  CHECK(p.fixed + p.stream + p.hot + p.cold <= o.memory_budget_bytes);
+  CHECK(p.hot + p.cold + m.geo.cluster_bytes() > m.ffn_bytes() / 2);
+  CHECK(p.offloaded_fraction() == Approx(0.5).margin(0.1));
+  o.memory_budget_bytes = 1000000;
+  try {
+    (void)sp::plan_memory(m, 1000000, o);
+    FAIL("a budget below the fixed segment must be refused");
+  } catch (const common::UsageError& e) {
+    CHECK(std::string(e.what()).find("fixed segment needs") != std::string::npos);
+  }
+
+  const std::string cli = POWERINFER2_CLI;
+  auto one_line_error = [&](const std::string& args, const std::string& needle) {
+    const testing::CommandResult r = testing::run_cli(cli, args);
+    INFO(args << "\n" << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find(needle) != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= 2);
+  };
+  one_line_error("generate -m " + q(conv) + " -p hi -n 2 --memory-budget 64KiB", "fixed segment needs");
+  one_line_error("generate -m " + q(dense_path) + " -p hi -n 2 --offload-ffn 0.5", "is a dense model");
+  one_line_error("generate -m " + q(conv) + " -p hi -n 2 --mode sparse", "has no activation predictor");
+  one_line_error("convert -m " + q(dense_path) + " -o " + q(dir / "x.pi2.gguf") + " --cluster-size 5", "does not divide");
+  CHECK_FALSE(std::filesystem::exists(dir / "x.pi2.gguf"));
+  const auto swiglu = tiny_model(dir, "s.gguf", io::GgmlType::F32, mdl::FfnActivation::swiglu);
+  one_line_error("convert -m " + q(swiglu) + " -o " + q(dir / "y.pi2.gguf"), "never sparse");
+  one_line_error("train-predictor -m " + q(conv) + " -f " + q(dense_path) + " -o " + q(dir / "z.pi2.gguf"),
+                 "already converted");
+}
+
+TEST_CASE("powerinfer2 sparse: a converted file whose neuron order is not a permutation is refused", "[unit]") {
+  testing::TempDir dir;
+  const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F32, mdl::FfnActivation::reglu);
+  const auto conv = dir / "d.pi2.gguf";
+  convert(dense_path, conv, 4);
+  std::uint64_t off = 0;
+  {
+    const io::GgufFile f(conv.string());
+    off = f.tensor("blk.1.ffn_perm").file_offset;
+  }
+  {
+    std::fstream s(conv, std::ios::in | std::ios::out | std::ios::binary);
+    s.seekp(static_cast<std::streamoff>(off + 4));
+    const std::int32_t zero = 0;  // perm[1] = 0 duplicates perm[0]
+    s.write(reinterpret_cast<const char*>(&zero), 4);
+  }
+  const testing::CommandResult r = testing::run_cli(POWERINFER2_CLI, "generate -m " + q(conv) + " -p hi -n 1");
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("blk.1.ffn_perm is not a permutation") != std::string::npos);
+}
+
+TEST_CASE("powerinfer2 sparse: gguf-py lists the converted file, its clusters are 4 KiB aligned and hold the model's rows", "[golden]") {
+  const std::string python = PWPI_PYTHON_GGUF;
+  if (python.empty()) PWPI_SKIP("python gguf package not installed");
+  testing::TempDir dir;
+  const auto dense = tiny_model(dir, "d.gguf", io::GgmlType::Q4_0, mdl::FfnActivation::drelu);
+  const auto conv = dir / "d.pi2.gguf";
+  convert(dense, conv, 8);
+  // inspect --json against the reference reader, tensor by tensor, key by key.
+  const testing::CommandResult ref = testing::run_command(
+      testing::shell_quote(python) + " " + q(testing::source_dir() / "tests/powerinfer2/check_gguf_reference.py") +
+      " --cli " + q(POWERINFER2_CLI) + " " + q(conv));
+  INFO(ref.out << ref.err);
+  CHECK(ref.exit_code == 0);
+  testing::write_text(dir / "check.py", R"PY(
+import sys
+import numpy as np
+from gguf import GGUFReader
+d, c = GGUFReader(sys.argv[1]), GGUFReader(sys.argv[2])
+dt = {t.name: t for t in d.tensors}
+kv = {f.name: f for f in c.fields.values()}
+def u32(k): return int(kv[k].parts[kv[k].data[0]][0])
+stride, cluster = u32("powerinfer2.pi2.bundle_stride"), u32("powerinfer2.pi2.cluster_size")
+assert u32("general.alignment") == 4096 and (stride * cluster) % 4096 == 0, (stride, cluster)
+n = 0
+for t in c.tensors:
+    if not t.name.endswith(".ffn_bundles"):
+        continue
+    assert t.tensor_type.name == "I8" and t.data_offset % 4096 == 0, (t.name, t.tensor_type, t.data_offset)
+    b = np.asarray(t.data, dtype=np.int8).view(np.uint8).reshape(-1, stride)
+    layer = t.name.split(".")[1]
+    gate = np.asarray(dt[f"blk.{layer}.ffn_gate.weight"].data).view(np.uint8).reshape(b.shape[0], -1)
+    up = np.asarray(dt[f"blk.{layer}.ffn_up.weight"].data).view(np.uint8).reshape(b.shape[0], -1)
+    w = gate.shape[1]
+    assert (b[:, :w] == gate).all() and (b[:, w:2 * w] == up).all(), t.name
+    assert (b[:, 3 * w:] == 0).all(), t.name
+    n += 1
+assert n == 3, n
+print("ok", n, stride, cluster)
+)PY");
+  const testing::CommandResult r =
+      testing::run_command(testing::shell_quote(python) + " " + q(dir / "check.py") + " " + q(dense) + " " + q(conv));
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("ok 3") != std::string::npos);
+}
