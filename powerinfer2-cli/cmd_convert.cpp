@@ -31,6 +31,7 @@ struct PrepOptions {
   std::size_t window = 512;
   double recall = 0.99;
   std::size_t max_rank = 0;
+  std::size_t random_tokens = 0;
 };
 
 std::unique_ptr<engine::Model> open_dense(const PrepOptions& o, common::ThreadPool& pool) {
@@ -42,6 +43,17 @@ std::unique_ptr<engine::Model> open_dense(const PrepOptions& o, common::ThreadPo
 }
 
 std::vector<model::TokenId> text_tokens(const engine::Model& m, const PrepOptions& o) {
+  if (o.text.empty() == (o.random_tokens == 0)) throw common::UsageError("give one of -f TEXT and --random-tokens N");
+  if (o.random_tokens > 0) {  // ids spread over the whole vocabulary (BOS first), fixed seed
+    std::vector<model::TokenId> ids(o.random_tokens);
+    std::uint64_t s = 0x9E3779B97F4A7C15ULL;
+    ids[0] = m.tokenizer.bos_id();
+    for (std::size_t i = 1; i < ids.size(); ++i) {
+      s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+      ids[i] = static_cast<model::TokenId>(3 + (s >> 33) % (m.config.vocab - 3));
+    }
+    return ids;
+  }
   const std::string text = common::read_file(o.text);
   std::vector<model::TokenId> ids = m.tokenizer.encode(text, /*add_bos=*/true);
   if (ids.size() < 8)
@@ -117,7 +129,7 @@ void run_profile(const PrepOptions& o) {
     sparse::write_pi2(dense->file, c, spec, o.out, &pool);
   std::printf("%s: profiled %llu tokens of %s: %.1f%% of FFN neurons active per token, the hottest 20%% carry %.1f%% "
               "of activations (mean over %u layers); neurons sorted by frequency, %.1f s\n",
-              o.out.c_str(), static_cast<unsigned long long>(rec.tokens), o.text.c_str(),
+              o.out.c_str(), static_cast<unsigned long long>(rec.tokens), o.text.empty() ? "random ids" : o.text.c_str(),
               100.0 * active / c.n_layer, 100.0 * top20 / c.n_layer, c.n_layer, sw.elapsed_s());
 }
 
@@ -187,7 +199,10 @@ void register_convert(common::CliApp& cli) {
                                 "Record per-neuron activation frequency and sort the converted file's neurons by it",
                                 [o] { run_profile(*o); });
     cmd->add_option("-m,--model", o->model, "The original GGUF model (its dense engine runs)")->required();
-    cmd->add_option("-f,--file", o->text, "Text to run")->required();
+    cmd->add_option("-f,--file", o->text, "Text to run");
+    cmd->add_option("--random-tokens", o->random_tokens,
+                    "Run N pseudo-random token ids of the whole vocabulary instead of a text (synthetic models, "
+                    "whose byte-level vocabulary a text covers only a hundred ids of)");
     cmd->add_option("-o,--output", o->out, "Converted file to update (created by converting -m when absent)")->required();
     cmd->add_option("--max-tokens", o->max_tokens, "Tokens of the text to use")->capture_default_str();
     cmd->add_option("--window", o->window, "Tokens per forward window (each from position 0)")->capture_default_str();

@@ -6,7 +6,8 @@
 #                 token (llama.cpp's mmap under memory pressure, with a generous static resident part)
 #   + bundles     only predicted neurons computed, their bundles read; one LRU over all clusters
 #   + cache       segmented cache: hot segment by activation frequency, cold LRU
-#   + pipeline    reads overlapped with compute, clusters computed as they arrive (full engine)
+#   + pipeline    reads overlapped with compute, clusters computed as they arrive
+#   full engine   + the settings `plan` measures on this machine (hot/cold split, queue depth)
 # and the dense engine on the original model in memory. Reads are O_DIRECT: every byte comes from
 # the disk. The model (about 4 GB), its converted file (about 4.4 GB) with frequencies and
 # predictors are made once into a cache folder.
@@ -44,13 +45,15 @@ if [[ ! -f "$model" || "$make_model" -nt "$model" ]]; then
   "$make_model" -q --preset "$preset" --type q4_0 --activation drelu --seed 1 -t "$threads" -o "$model"
   rm -f "$conv"
 fi
-if [[ ! -f "$conv" || "$model" -nt "$conv" ]]; then
-  # Profiling text: the project's own documents (the model's byte-level vocabulary).
-  cat "$root/README.md" "$root"/../shared/papers/*.md > "$work/corpus.txt" 2>/dev/null || cat "$root/README.md" > "$work/corpus.txt"
-  "$cli" convert -m "$model" -o "$conv.tmp.gguf" --cluster-size 16 -t "$threads"
-  "$cli" profile-activations -m "$model" -f "$work/corpus.txt" -o "$conv.tmp.gguf" --max-tokens 1024 -t "$threads"
-  "$cli" train-predictor -m "$model" -f "$work/corpus.txt" -o "$conv.tmp.gguf" --max-tokens 1536 --samples 1024 -t "$threads" \
-    | tail -n 1
+if [[ ! -f "$conv" || "$model" -nt "$conv" || "$cli" -nt "$conv" ]]; then
+  # bench decodes pseudo-random token ids (as llama-bench does), so the activation profile and
+  # the predictors are made from pseudo-random ids of the whole vocabulary too: a text in the
+  # synthetic model's byte-level vocabulary would cover only ~100 of its 32000 ids. Clusters of
+  # 4 bundles (28 KiB): what `plan` recommends for this model at 50% offload on this disk.
+  "$cli" convert -m "$model" -o "$conv.tmp.gguf" --cluster-size 4 -t "$threads"
+  "$cli" profile-activations -m "$model" --random-tokens 1024 --window 256 -o "$conv.tmp.gguf" -t "$threads"
+  "$cli" train-predictor -m "$model" --random-tokens 1536 --samples 1024 --window 256 -o "$conv.tmp.gguf" \
+    -t "$threads" | tail -n 1
   mv "$conv.tmp.gguf" "$conv"
 fi
 
@@ -65,12 +68,14 @@ printf '\ndense engine, original model in memory: %.2f tok/s decode, peak RSS %.
 printf '| offload | engine | decode tok/s | vs dense | MiB read/token | hit rate | I/O stall ms/token | budget MiB | peak RSS MiB |\n'
 printf '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
 for off in $offloads; do
-  for variant in stream bundles cache pipeline; do
+  "$cli" plan -m "$conv" --offload-ffn "$off" -o "$work/plan-$off.json" -t "$threads" > "$work/plan-$off.txt"
+  for variant in stream bundles cache pipeline full; do
     case $variant in
       stream)   args=(--mode dense --no-cold-cache --no-pipeline); n=$(( tokens / 2 > 0 ? tokens / 2 : 1 )); name="dense stream" ;;
       bundles)  args=(--mode sparse --no-hot-segment --no-pipeline); n=$tokens; name="+ bundles" ;;
       cache)    args=(--mode sparse --no-pipeline); n=$tokens; name="+ segmented cache" ;;
-      pipeline) args=(--mode sparse); n=$tokens; name="+ pipeline (full)" ;;
+      pipeline) args=(--mode sparse); n=$tokens; name="+ pipeline" ;;
+      full)     args=(--mode sparse --plan "$work/plan-$off.json"); n=$tokens; name="full engine (plan)" ;;
     esac
     f="$work/$off-$variant.json"
     run "$f" -m "$conv" -n "$n" --offload-ffn "$off" "${args[@]}"

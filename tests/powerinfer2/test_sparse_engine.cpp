@@ -10,7 +10,10 @@
 #include <optional>
 #include <numeric>
 
+#include <nlohmann/json.hpp>
+
 #include "common/errors.hpp"
+#include "common/file_io.hpp"
 #include "common/thread_pool.hpp"
 #include "engine/forward.hpp"
 #include "engine/model.hpp"
@@ -431,4 +434,41 @@ print("ok", n, stride, cluster)
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("ok 3") != std::string::npos);
+}
+
+TEST_CASE("powerinfer2 sparse: convert, profile-activations, train-predictor, plan, generate and bench from the CLI", "[unit]") {
+  testing::TempDir dir;
+  const auto dense = tiny_model(dir, "d.gguf", io::GgmlType::Q8_0, mdl::FfnActivation::reglu, 31);
+  const auto conv = dir / "d.pi2.gguf";
+  const std::string cli = POWERINFER2_CLI;
+  auto ok = [&](const std::string& args) {
+    const testing::CommandResult r = testing::run_cli(cli, args);
+    INFO(args << "\n" << r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    return r.out;
+  };
+  ok("convert -m " + q(dense) + " -o " + q(conv) + " --cluster-size 4");
+  CHECK(ok("profile-activations -m " + q(dense) + " --random-tokens 512 --window 128 -o " + q(conv))
+            .find("profiled 512 tokens") != std::string::npos);
+  const std::string train = ok("train-predictor -m " + q(dense) + " --random-tokens 768 --samples 512 -o " + q(conv));
+  CHECK(train.find("predictors stored: mean recall 0.99") != std::string::npos);
+  const auto gen = nlohmann::json::parse(ok("generate -m " + q(conv) + " -p \"Hello world\" -n 8 --offload-ffn 0.5 --json"));
+  for (const char* k : {"memory_budget_bytes", "offload_ffn", "bytes_read_per_token", "cache_hit_rate",
+                        "io_stall_ms_per_token", "predictor_precision", "peak_rss_bytes", "decode_tok_s"})
+    CHECK(gen.contains(k));
+  CHECK(gen["offload_ffn"].get<double>() == Approx(0.5).margin(0.15));
+  CHECK(gen["bytes_read_per_token"].get<double>() > 0.0);
+  const auto bench = nlohmann::json::parse(ok("bench -m " + q(conv) + " -p 8 -n 8 -r 1 --memory-budget 4MiB --json"));
+  for (const char* k : {"prefill_tok_s", "decode_tok_s", "peak_rss_bytes", "memory_budget_bytes", "offload_ffn",
+                        "bytes_read_per_token", "cache_hit_rate", "io_stall_ms_per_token"})
+    CHECK(bench.contains(k));
+  CHECK(bench["memory_budget_bytes"].get<std::uint64_t>() == 4u << 20);
+  const std::string plan = ok("plan -m " + q(conv) + " --offload-ffn 0.5 -o " + q(dir / "plan.json") + " --trial-tokens 2");
+  CHECK(plan.find("recommended") != std::string::npos);
+  const auto pj = nlohmann::json::parse(common::read_file((dir / "plan.json").string()));
+  CHECK(pj["trials"].size() == 8);
+  ok("generate -m " + q(conv) + " -p hi -n 4 --plan " + q(dir / "plan.json"));
+  const testing::CommandResult none = testing::run_cli(cli, "profile-activations -m " + q(dense) + " -o " + q(dir / "n.pi2.gguf"));
+  CHECK(none.exit_code != 0);
+  CHECK(none.err.find("give one of -f TEXT and --random-tokens N") != std::string::npos);
 }

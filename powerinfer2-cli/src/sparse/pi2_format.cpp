@@ -48,16 +48,18 @@ bool is_ffn_tensor(std::string_view name) {
   return false;
 }
 
-// F16 bytes of row-major floats.
-std::vector<std::uint8_t> f16_bytes(std::span<const float> x) {
-  std::vector<std::uint8_t> out(x.size() * 2);
-  ops::fp32_to_fp16_row(x.data(), reinterpret_cast<ops::fp16_t*>(out.data()), x.size());
+// Bytes of row-major floats [rows][cols] in `type` (F16, or Q8_0 with cols a multiple of 32).
+std::vector<std::uint8_t> typed_bytes(io::GgmlType type, std::span<const float> x, std::size_t cols) {
+  const std::size_t rows = x.size() / cols, rb = row_bytes_of(type, cols);
+  std::vector<std::uint8_t> out(rows * rb);
+  for (std::size_t r = 0; r < rows; ++r) from_f32(type, x.data() + r * cols, out.data() + r * rb, cols);
   return out;
 }
 
-std::vector<float> f16_to_floats(const ops::WeightMatrix& m) {
+std::vector<float> to_floats(const ops::WeightMatrix& m) {
   std::vector<float> out(m.n_rows * m.n_cols);
-  ops::fp16_to_fp32_row(static_cast<const ops::fp16_t*>(m.data), out.data(), out.size());
+  for (std::size_t r = 0; r < m.n_rows; ++r)
+    to_f32(m.type, static_cast<const std::uint8_t*>(m.data) + r * m.row_bytes(), out.data() + r * m.n_cols, m.n_cols);
   return out;
 }
 
@@ -150,19 +152,21 @@ Pi2Model load_pi2(const io::GgufFile& file, const model::ModelConfig& c) {
       seen[static_cast<std::size_t>(v)] = true;
     }
     if (const auto w1 = file.find_tensor(layer_name(l, "pred_w1"))) {
-      if (w1->shape.size() != 2 || w1->shape[0] != c.dim || w1->type != io::GgmlType::F16)
-        throw common::InputError::message(where, "tensor " + layer_name(l, "pred_w1") + " must be F16 {" +
+      // F16, or Q8_0 when the rank is a multiple of 32; the same type for all of a layer's.
+      const io::GgmlType pt = w1->type;
+      if (w1->shape.size() != 2 || w1->shape[0] != c.dim || (pt != io::GgmlType::F16 && pt != io::GgmlType::Q8_0))
+        throw common::InputError::message(where, "tensor " + layer_name(l, "pred_w1") + " must be F16 or Q8_0 {" +
                                                      std::to_string(c.dim) + ", rank}");
       const std::size_t rank = w1->shape[1];
       LayerPredictor P;
-      P.w1 = {io::GgmlType::F16, w1->data.data(), rank, c.dim, ops::WeightLayout::gguf};
-      const auto g = tensor(layer_name(l, "pred_gate"), io::GgmlType::F16, {rank, c.ffn_dim});
-      P.gate = {io::GgmlType::F16, g->data.data(), c.ffn_dim, rank, ops::WeightLayout::gguf};
+      P.w1 = {pt, w1->data.data(), rank, c.dim, ops::WeightLayout::gguf};
+      const auto g = tensor(layer_name(l, "pred_gate"), pt, {rank, c.ffn_dim});
+      P.gate = {pt, g->data.data(), c.ffn_dim, rank, ops::WeightLayout::gguf};
       const auto gb = tensor(layer_name(l, "pred_gate_b"), io::GgmlType::F32, {c.ffn_dim});
       P.gate_bias = {reinterpret_cast<const float*>(gb->data.data()), c.ffn_dim};
       if (drelu) {
-        const auto u = tensor(layer_name(l, "pred_up"), io::GgmlType::F16, {rank, c.ffn_dim});
-        P.up = {io::GgmlType::F16, u->data.data(), c.ffn_dim, rank, ops::WeightLayout::gguf};
+        const auto u = tensor(layer_name(l, "pred_up"), pt, {rank, c.ffn_dim});
+        P.up = {pt, u->data.data(), c.ffn_dim, rank, ops::WeightLayout::gguf};
         const auto ub = tensor(layer_name(l, "pred_up_b"), io::GgmlType::F32, {c.ffn_dim});
         P.up_bias = {reinterpret_cast<const float*>(ub->data.data()), c.ffn_dim};
       }
@@ -303,10 +307,10 @@ void write_pi2(const io::GgufFile& source, const model::ModelConfig& c, const Pi
     } else if (from_pi2 && src_pi2->layers[l].predictor) {
       const LayerPredictor& S = *src_pi2->layers[l].predictor;
       P.rank = S.rank();
-      P.w1 = f16_to_floats(S.w1);
-      const std::vector<float> gw = f16_to_floats(S.gate);
+      P.w1 = to_floats(S.w1);
+      const std::vector<float> gw = to_floats(S.gate);
       std::vector<float> uw;
-      if (S.up.data) uw = f16_to_floats(S.up);
+      if (S.up.data) uw = to_floats(S.up);
       P.gate_w2.resize(ffn * P.rank);
       P.gate_bias.resize(ffn);
       if (S.up.data) {
@@ -328,13 +332,15 @@ void write_pi2(const io::GgufFile& source, const model::ModelConfig& c, const Pi
       PWPI_CHECK(P.rank > 0 && P.w1.size() == P.rank * c.dim && P.gate_w2.size() == ffn * P.rank && P.gate_bias.size() == ffn);
       const bool drelu = c.activation == model::FfnActivation::drelu;
       PWPI_CHECK(!drelu || (P.up_w2.size() == ffn * P.rank && P.up_bias.size() == ffn));
-      w.add_tensor(layer_name(l, "pred_w1"), io::GgmlType::F16, {c.dim, P.rank}, f16_bytes(P.w1));
-      w.add_tensor(layer_name(l, "pred_gate"), io::GgmlType::F16, {P.rank, ffn}, f16_bytes(P.gate_w2));
+      // Q8_0 (half of F16's bytes, the fast integer kernels) when the rank allows it.
+      const io::GgmlType pt = P.rank % 32 == 0 && c.dim % 32 == 0 ? io::GgmlType::Q8_0 : io::GgmlType::F16;
+      w.add_tensor(layer_name(l, "pred_w1"), pt, {c.dim, P.rank}, typed_bytes(pt, P.w1, c.dim));
+      w.add_tensor(layer_name(l, "pred_gate"), pt, {P.rank, ffn}, typed_bytes(pt, P.gate_w2, P.rank));
       std::vector<std::uint8_t> gb(ffn * 4);
       std::memcpy(gb.data(), P.gate_bias.data(), gb.size());
       w.add_tensor(layer_name(l, "pred_gate_b"), io::GgmlType::F32, {ffn}, std::move(gb));
       if (drelu) {
-        w.add_tensor(layer_name(l, "pred_up"), io::GgmlType::F16, {P.rank, ffn}, f16_bytes(P.up_w2));
+        w.add_tensor(layer_name(l, "pred_up"), pt, {P.rank, ffn}, typed_bytes(pt, P.up_w2, P.rank));
         std::vector<std::uint8_t> ub(ffn * 4);
         std::memcpy(ub.data(), P.up_bias.data(), ub.size());
         w.add_tensor(layer_name(l, "pred_up_b"), io::GgmlType::F32, {ffn}, std::move(ub));

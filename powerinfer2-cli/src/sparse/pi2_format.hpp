@@ -14,10 +14,10 @@
 //       blk.N.ffn_freq     F32 {ffn}: the fraction of profiled tokens that activated neuron i
 //       blk.N.ffn_perm     I32 {ffn}: the source model's index of neuron i (profiling sorts the
 //                          neurons of each layer by frequency, hottest first)
-//       blk.N.pred_w1      F16 {dim, rank}      predictor (optional, train-predictor): per
-//       blk.N.pred_gate    F16 {rank, ffn}      neuron score s = W2 (W1 x) + b, predicted
+//       blk.N.pred_w1      Q8_0|F16 {dim, rank} predictor (optional, train-predictor): per
+//       blk.N.pred_gate    Q8_0|F16 {rank, ffn} neuron score s = W2 (W1 x) + b, predicted
 //       blk.N.pred_gate_b  F32 {ffn}            active when s > 0; dReLU models add the up
-//       blk.N.pred_up      F16 {rank, ffn}      predictor and need both
+//       blk.N.pred_up      Q8_0|F16 {rank, ffn} predictor and need both (Q8_0 when rank % 32 == 0)
 //       blk.N.pred_up_b    F32 {ffn}
 //   - keys powerinfer2.pi2.* below.
 #pragma once

@@ -65,6 +65,9 @@ Plan make_plan(const std::string& model_path, const PlanOptions& o) {
   for (std::size_t n = 1; n <= 64; n *= 2)
     if (ffn % n == 0) sizes.push_back(bundle_geometry(pi2.geo.type, pi2.geo.dim, ffn, n).cluster_bytes());
   sizes.push_back(std::size_t{1} << 20);
+  // Requests no larger than the file (a small model).
+  const std::uint64_t file_bytes = m.file.file_size() / io::kDirectAlign * io::kDirectAlign;
+  for (std::size_t& b : sizes) b = static_cast<std::size_t>(std::min<std::uint64_t>(b, file_bytes));
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   for (unsigned qd : {1u, 8u, 32u})
