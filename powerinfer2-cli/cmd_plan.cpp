@@ -38,6 +38,8 @@ void run_plan(PlanCliOptions& o) {
     std::printf("| %zu | %zu | %.1f | %.2f |\n", c.cluster_size, c.cluster_bytes, c.misses_per_token, c.read_ms_per_token);
   std::printf("\n| hot share | queue depth | decode tok/s |\n| ---: | ---: | ---: |\n");
   for (const sparse::Trial& t : p.trials) std::printf("| %.2f | %u | %.2f |\n", t.hot_share, t.queue_depth, t.decode_tok_s);
+  std::printf("\nmemory bandwidth %.1f GB/s, one bundle computed in %.0f ns (one thread)\n", p.memory_bytes_per_s / 1e9,
+              p.neuron_ns);
   std::printf("\n%s: budget %s, hot share %.2f, queue depth %u, %zu threads (%s); the file's cluster size %zu, "
               "recommended %zu\n",
               o.out.c_str(), common::format_size(p.memory_budget_bytes).c_str(), p.hot_share, p.queue_depth, p.threads,

@@ -20,8 +20,8 @@ void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
   cmd->add_flag("!--no-pipeline", s.pipeline, "Ablation: wait for all reads of a layer before computing");
   cmd->add_flag("!--no-cold-cache", s.cold_cache, "Ablation: keep only the hot segment (misses read every token)");
   cmd->add_flag("!--no-hot-segment", s.segmented, "Ablation: one LRU over all clusters, no frequency-based hot segment");
-  cmd->add_option("--hot-share", s.hot_share, "Share of the FFN budget for the hot segment")
-      ->capture_default_str()
+  cmd->add_option("--hot-share", s.hot_share,
+                  "Share of the FFN budget for the hot segment (default: 1.0 with an activation profile, else 0.85)")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--queue-depth", s.queue_depth, "Storage reads in flight")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--io-backend", o.io_backend, "io_uring or pread (default: io_uring when available)");

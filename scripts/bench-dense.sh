@@ -45,6 +45,7 @@ done
 
 # Streaming read bandwidth (the ops benchmark's first figures; its tiny matvec run is ignored).
 bw1="" bw2=""
+cmake --build "$build" --target bench_powerinfer2_ops > /dev/null 2>&1 || true  # built on demand
 if [[ -x "$ops_bench" ]]; then
   "$ops_bench" -t 1,2 --types f32 --no-matmul --no-rows16 --shape 64,64 --reps 5 > "$work/bw.txt"
   bw1=$(awk '/^ *1 thread/ {print $(NF-1); exit}' "$work/bw.txt")

@@ -73,8 +73,8 @@ for off in $offloads; do
     case $variant in
       stream)   args=(--mode dense --no-cold-cache --no-pipeline); n=$(( tokens / 2 > 0 ? tokens / 2 : 1 )); name="dense stream" ;;
       bundles)  args=(--mode sparse --no-hot-segment --no-pipeline); n=$tokens; name="+ bundles" ;;
-      cache)    args=(--mode sparse --no-pipeline); n=$tokens; name="+ segmented cache" ;;
-      pipeline) args=(--mode sparse); n=$tokens; name="+ pipeline" ;;
+      cache)    args=(--mode sparse --no-pipeline --hot-share 0.85); n=$tokens; name="+ segmented cache" ;;
+      pipeline) args=(--mode sparse --hot-share 0.85); n=$tokens; name="+ pipeline" ;;
       full)     args=(--mode sparse --plan "$work/plan-$off.json"); n=$tokens; name="full engine (plan)" ;;
     esac
     f="$work/$off-$variant.json"

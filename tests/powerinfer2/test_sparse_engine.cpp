@@ -19,6 +19,7 @@
 #include "engine/model.hpp"
 #include "engine/runtime.hpp"
 #include "io/gguf_reader.hpp"
+#include "io/gguf_writer.hpp"
 #include "model_maker.hpp"
 #include "ops/neuron_ops.hpp"
 #include "sparse/pi2_format.hpp"
@@ -471,4 +472,80 @@ TEST_CASE("powerinfer2 sparse: convert, profile-activations, train-predictor, pl
   const testing::CommandResult none = testing::run_cli(cli, "profile-activations -m " + q(dense) + " -o " + q(dir / "n.pi2.gguf"));
   CHECK(none.exit_code != 0);
   CHECK(none.err.find("give one of -f TEXT and --random-tokens N") != std::string::npos);
+}
+
+TEST_CASE("powerinfer2 sparse: PowerInfer's own fc1/fc2 predictor (PWRI file) is taken over by convert and run as a ReLU MLP", "[unit]") {
+  testing::TempDir dir;
+  const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F32, mdl::FfnActivation::reglu, 41);
+  const io::GgufFile d(dense_path.string());
+  const mdl::ModelConfig c = mdl::load_config(d);
+  const std::size_t r = 8, dim = c.dim, ffn = c.ffn_dim;
+  // A linear predictor W2 (W1 x) > 0 and the same as a ReLU MLP: fc1 = [W1; -W1],
+  // fc2 = [W2, -W2], since relu(a) - relu(-a) = a.
+  std::vector<sp::PredictorTensors> linear(c.n_layer);
+  io::GgufWriter pw;
+  pw.set_kind(io::GgufKind::powerinfer);
+  for (const auto& kv : d.metadata()) pw.set(kv.key, kv.value);
+  pw.set("powerinfer.sparse_threshold", 0.0f);
+  for (const auto& t : d.tensor_infos()) {
+    const auto v = d.tensor(t.name);
+    pw.add_tensor(t.name, t.type, std::vector<std::uint64_t>(v.shape.begin(), v.shape.end()), v.data);
+  }
+  std::vector<std::vector<float>> fc1s(c.n_layer), fc2s(c.n_layer);
+  std::uint64_t s = 99;
+  auto rnd = [&] {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<float>(static_cast<double>(s >> 40) / static_cast<double>(1ull << 24) - 0.5);
+  };
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    sp::PredictorTensors& P = linear[l];
+    P.rank = r;
+    P.w1.resize(r * dim);
+    for (float& v : P.w1) v = rnd();
+    P.gate_w2.resize(ffn * r);
+    for (float& v : P.gate_w2) v = rnd();
+    P.gate_bias.assign(ffn, 0.0f);
+    std::vector<float>& f1 = fc1s[l];
+    std::vector<float>& f2 = fc2s[l];
+    f1.resize(2 * r * dim);
+    for (std::size_t i = 0; i < r * dim; ++i) {
+      f1[i] = P.w1[i];
+      f1[r * dim + i] = -P.w1[i];
+    }
+    f2.resize(ffn * 2 * r);
+    for (std::size_t n = 0; n < ffn; ++n)
+      for (std::size_t k = 0; k < r; ++k) {
+        f2[n * 2 * r + k] = P.gate_w2[n * r + k];
+        f2[n * 2 * r + r + k] = -P.gate_w2[n * r + k];
+      }
+    pw.add_tensor_f32("blk." + std::to_string(l) + ".fc1.weight", {dim, 2 * r}, f1);
+    pw.add_tensor_f32("blk." + std::to_string(l) + ".fc2.weight", {2 * r, ffn}, f2);
+  }
+  pw.write((dir / "p.gguf").string());
+  convert(dir / "p.gguf", dir / "p.pi2.gguf", 4);
+  {
+    sp::Pi2WriteSpec spec;
+    spec.cluster_size = 4;
+    spec.predictors = linear;
+    sp::write_pi2(d, c, spec, (dir / "l.pi2.gguf").string());
+  }
+  const io::GgufFile pf((dir / "p.pi2.gguf").string());
+  CHECK(pf.get_string("powerinfer2.pi2.predictor_kind") == "relu-mlp");
+  CHECK(sp::load_pi2(pf, c).layers[1].predictor->rank() == 2 * r);
+  std::uint64_t counts[2];
+  std::vector<float> logits[2];
+  int k = 0;
+  for (const char* name : {"p.pi2.gguf", "l.pi2.gguf"}) {
+    eng::RuntimeOptions o;
+    o.n_ctx = 64;
+    o.sparse.mode = sp::EngineMode::sparse;
+    eng::Runtime rt((dir / name).string(), o);
+    logits[k] = run(rt.forward, some_tokens(6, 512, 5), 8);
+    counts[k] = rt.sparse->stats().predicted_neurons;
+    ++k;
+  }
+  INFO("neurons computed: relu-mlp " << counts[0] << ", linear " << counts[1]);
+  CHECK(counts[0] > 0);
+  CHECK(std::fabs(static_cast<double>(counts[0]) - static_cast<double>(counts[1])) <= 0.002 * static_cast<double>(counts[1]));
+  CHECK(max_rel_diff(logits[1], logits[0]) <= 1e-3);
 }

@@ -43,7 +43,8 @@ std::string layer_name(std::size_t l, const char* suffix) { return "blk." + std:
 bool is_ffn_tensor(std::string_view name) {
   if (!name.starts_with("blk.")) return false;
   for (const char* s : {".ffn_gate.weight", ".ffn_up.weight", ".ffn_down.weight", ".ffn_bundles", ".ffn_freq",
-                        ".ffn_perm", ".pred_w1", ".pred_gate", ".pred_gate_b", ".pred_up", ".pred_up_b"})
+                        ".ffn_perm", ".pred_w1", ".pred_gate", ".pred_gate_b", ".pred_up", ".pred_up_b",
+                        ".fc1.weight", ".fc2.weight", ".ffn_down_t.weight"})
     if (name.ends_with(s)) return true;
   return false;
 }
@@ -131,7 +132,11 @@ Pi2Model load_pi2(const io::GgufFile& file, const model::ModelConfig& c) {
                                                    std::string(io::ggml_type_name(t)) + " " + io::format_shape(shape));
     return v;
   };
-  const bool drelu = c.activation == model::FfnActivation::drelu;
+  const std::string kind = file.get_string_or(kPi2PredictorKindKey, "linear");
+  if (kind != "linear" && kind != "relu-mlp")
+    throw common::InputError(where.with_pointer(std::string(kPi2PredictorKindKey)), "\"linear\" or \"relu-mlp\"", kind);
+  const bool relu = kind == "relu-mlp";
+  const bool drelu = c.activation == model::FfnActivation::drelu && !relu;
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     Pi2Layer L;
     const auto b = tensor(layer_name(l, "ffn_bundles"), io::GgmlType::I8, {m.geo.stride, c.ffn_dim});
@@ -159,6 +164,7 @@ Pi2Model load_pi2(const io::GgufFile& file, const model::ModelConfig& c) {
                                                      std::to_string(c.dim) + ", rank}");
       const std::size_t rank = w1->shape[1];
       LayerPredictor P;
+      P.relu = relu;
       P.w1 = {pt, w1->data.data(), rank, c.dim, ops::WeightLayout::gguf};
       const auto g = tensor(layer_name(l, "pred_gate"), pt, {rank, c.ffn_dim});
       P.gate = {pt, g->data.data(), c.ffn_dim, rank, ops::WeightLayout::gguf};
@@ -238,6 +244,7 @@ void write_pi2(const io::GgufFile& source, const model::ModelConfig& c, const Pi
     w.add_tensor(t.name, t.type, std::vector<std::uint64_t>(v.shape.begin(), v.shape.end()), v.data);
   }
 
+  std::string kind;  // of the predictors written, if any
   auto order_of = [&](std::size_t l, std::size_t p) -> std::size_t {
     return spec.order.empty() ? p : static_cast<std::size_t>(spec.order[l].at(p));
   };
@@ -307,6 +314,7 @@ void write_pi2(const io::GgufFile& source, const model::ModelConfig& c, const Pi
     } else if (from_pi2 && src_pi2->layers[l].predictor) {
       const LayerPredictor& S = *src_pi2->layers[l].predictor;
       P.rank = S.rank();
+      P.relu = S.relu;
       P.w1 = to_floats(S.w1);
       const std::vector<float> gw = to_floats(S.gate);
       std::vector<float> uw;
@@ -327,10 +335,38 @@ void write_pi2(const io::GgufFile& source, const model::ModelConfig& c, const Pi
         }
       }
       have = true;
+    } else if (!from_pi2 && source.find_tensor(layer_name(l, "fc1.weight"))) {
+      // PowerInfer's own predictor (fc1 {dim, hidden} -> ReLU -> fc2 {hidden, ffn}): a neuron is
+      // predicted active when its output exceeds powerinfer.sparse_threshold (default 0).
+      const io::GgufTensorView f1 = source.tensor(layer_name(l, "fc1.weight"));
+      const io::GgufTensorView f2 = source.tensor(layer_name(l, "fc2.weight"));
+      if (f1.shape.size() != 2 || f1.shape[0] != c.dim || f2.shape.size() != 2 || f2.shape[0] != f1.shape[1] ||
+          f2.shape[1] != ffn)
+        throw common::InputError::message(where, "predictor " + layer_name(l, "fc1.weight") + " " +
+                                                     io::format_shape(f1.shape) + " / fc2 " + io::format_shape(f2.shape) +
+                                                     " does not map " + std::to_string(c.dim) + " inputs to " +
+                                                     std::to_string(ffn) + " neurons");
+      for (const io::GgufTensorView* t : {&f1, &f2})
+        if (t->type != io::GgmlType::F32 && t->type != io::GgmlType::F16 && t->type != io::GgmlType::Q8_0 &&
+            t->type != io::GgmlType::Q4_0)
+          throw common::InputError::message(where, "predictor tensor " + std::string(t->name) + " has type " +
+                                                       std::string(io::ggml_type_name(t->type)) +
+                                                       ", expected F32, F16, Q8_0 or Q4_0");
+      P.rank = f1.shape[1];
+      P.relu = true;
+      P.w1 = to_floats({f1.type, f1.data.data(), P.rank, c.dim, ops::WeightLayout::gguf});
+      const std::vector<float> gw = to_floats({f2.type, f2.data.data(), ffn, P.rank, ops::WeightLayout::gguf});
+      P.gate_w2.resize(ffn * P.rank);
+      P.gate_bias.assign(ffn, -source.get_f32_or("powerinfer.sparse_threshold", 0.0f));
+      for (std::size_t p = 0; p < ffn; ++p)
+        std::copy_n(gw.begin() + static_cast<std::ptrdiff_t>(order_of(l, p) * P.rank), P.rank,
+                    P.gate_w2.begin() + static_cast<std::ptrdiff_t>(p * P.rank));
+      have = true;
     }
     if (have) {
       PWPI_CHECK(P.rank > 0 && P.w1.size() == P.rank * c.dim && P.gate_w2.size() == ffn * P.rank && P.gate_bias.size() == ffn);
-      const bool drelu = c.activation == model::FfnActivation::drelu;
+      kind = P.relu ? "relu-mlp" : "linear";
+      const bool drelu = c.activation == model::FfnActivation::drelu && !P.relu;
       PWPI_CHECK(!drelu || (P.up_w2.size() == ffn * P.rank && P.up_bias.size() == ffn));
       // Q8_0 (half of F16's bytes, the fast integer kernels) when the rank allows it.
       const io::GgmlType pt = P.rank % 32 == 0 && c.dim % 32 == 0 ? io::GgmlType::Q8_0 : io::GgmlType::F16;
@@ -347,6 +383,7 @@ void write_pi2(const io::GgufFile& source, const model::ModelConfig& c, const Pi
       }
     }
   }
+  if (!kind.empty()) w.set(std::string(kPi2PredictorKindKey), kind);
   w.write(out_path);
 }
 

@@ -45,6 +45,9 @@ inline constexpr std::string_view kPi2StrideKey = "powerinfer2.pi2.bundle_stride
 inline constexpr std::string_view kPi2ProfiledTokensKey = "powerinfer2.pi2.profiled_tokens";  // u64
 inline constexpr std::string_view kPi2PredictorRecallKey = "powerinfer2.pi2.predictor_recall";  // f32 (held out)
 inline constexpr std::string_view kPi2PredictorPrecisionKey = "powerinfer2.pi2.predictor_precision";
+/// "linear" (train-predictor: s = W2 (W1 x) + b) or "relu-mlp" (PowerInfer's fc1/fc2 taken
+/// over by convert: s = W2 relu(W1 x) + b, one score per neuron, no separate up predictor).
+inline constexpr std::string_view kPi2PredictorKindKey = "powerinfer2.pi2.predictor_kind";
 inline constexpr std::size_t kClusterAlign = 4096;
 
 /// Where a layer's bundles are and how big.
@@ -72,6 +75,7 @@ struct LayerPredictor {
   std::span<const float> gate_bias;     // [ffn]
   ops::WeightMatrix up;                 // dReLU only: [ffn, rank]
   std::span<const float> up_bias;       // dReLU only
+  bool relu = false;                    // relu-mlp: h = relu(W1 x)
   std::size_t rank() const { return w1.n_rows; }
 };
 
@@ -106,6 +110,7 @@ struct PredictorTensors {
   std::vector<float> gate_bias;  // [ffn]
   std::vector<float> up_w2;      // dReLU: [ffn][rank]
   std::vector<float> up_bias;
+  bool relu = false;             // PowerInfer's MLP (no up predictor)
 };
 
 /// What write_pi2 writes besides the source's tensors.

@@ -10,6 +10,7 @@
 #include "common/timer.hpp"
 #include "engine/runtime.hpp"
 #include "io/flash_reader.hpp"
+#include "ops/neuron_ops.hpp"
 
 namespace powerinfer2::sparse {
 
@@ -78,6 +79,52 @@ Plan make_plan(const std::string& model_path, const PlanOptions& o) {
       plan.io_backend = std::string(io::backend_name(bw.backend));
     }
 
+  // Memory bandwidth (all threads summing a 256 MiB buffer) and the per-bundle compute cost
+  // (gate and up dot products and the down axpy of resident bundles, one thread).
+  {
+    common::ThreadPool pool(o.threads);
+    const std::size_t n = (std::size_t{256} << 20) / sizeof(float);
+    std::vector<float> buf(n, 1.0f);
+    const std::size_t grain = n / (4 * pool.size());
+    std::vector<float> sums(n / grain + 1, 0.0f);  // one per chunk: no two threads share one
+    double best = 0.0;
+    for (int rep = 0; rep < 3; ++rep) {
+      common::Stopwatch sw;
+      pool.parallel_for(0, n, grain, [&](std::size_t b, std::size_t e) {
+        float acc = 0.0f;
+        for (std::size_t i = b; i < e; ++i) acc += buf[i];
+        sums[b / grain] = acc;
+      });
+      best = std::max(best, static_cast<double>(n * sizeof(float)) / sw.elapsed_s());
+    }
+    plan.memory_bytes_per_s = best;
+    const BundleGeometry& g = pi2.geo;
+    const std::size_t count = std::min<std::size_t>(g.ffn, 2048);
+    std::vector<std::uint8_t> bundles(pi2.layers[0].bundles.begin(),
+                                      pi2.layers[0].bundles.begin() + static_cast<std::ptrdiff_t>(count * g.stride));
+    std::vector<float> x(g.dim, 0.5f), y(g.dim, 0.0f);
+    std::vector<std::int8_t> xq(g.dim);
+    std::vector<float> xd(g.dim / 32 + 1);
+    std::vector<std::int32_t> xs(g.dim / 32 + 1);
+    ops::quantize_act_q8(x.data(), g.dim, xq.data(), xd.data(), xs.data());
+    const ops::NeuronInput in{x.data(), {xq.data(), xd.data(), xs.data(), nullptr, nullptr}};
+    double best_ns = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+      common::Stopwatch sw;
+      float sink = 0.0f;
+      for (std::size_t i = 0; i < count; ++i) {
+        const std::uint8_t* b = bundles.data() + i * g.stride;
+        const float gv = ops::neuron_dot(g.type, b, in, g.dim);
+        const float uv = ops::neuron_dot(g.type, b + g.up_offset(), in, g.dim);
+        ops::neuron_axpy(g.type, b + g.down_offset(), gv * uv * 1e-6f, y.data(), g.dim);
+        sink += gv;
+      }
+      best_ns = std::min(best_ns, sw.elapsed_s() * 1e9 / static_cast<double>(count));
+      y[0] += sink * 0.0f;
+    }
+    plan.neuron_ns = best_ns;
+  }
+
   // Cluster size: expected reads per token from the activation profile (a cluster is read
   // when any of its neurons fires and it is not resident; neurons independent), at the
   // bandwidth measured for that read size with 32 reads in flight.
@@ -142,6 +189,8 @@ std::string plan_to_json(const Plan& p) {
   j["cluster_size"] = p.cluster_size;
   j["recommended_cluster_size"] = p.recommended_cluster_size;
   j["io_backend"] = p.io_backend;
+  j["memory_bytes_per_s"] = p.memory_bytes_per_s;
+  j["neuron_ns"] = p.neuron_ns;
   for (const ReadPoint& r : p.reads)
     j["read_bandwidth"].push_back({{"request_bytes", r.request_bytes}, {"queue_depth", r.queue_depth},
                                    {"bytes_per_s", r.bytes_per_s}, {"iops", r.iops}});

@@ -41,6 +41,8 @@ struct Plan {
   std::size_t cluster_size = 0;              // the file's
   std::size_t recommended_cluster_size = 0;  // convert --cluster-size for this budget and storage
   std::string io_backend;
+  double memory_bytes_per_s = 0.0;   // streaming read of a 256 MiB buffer, all threads
+  double neuron_ns = 0.0;            // one bundle computed (gate and up dots, down axpy), one thread
   std::vector<ReadPoint> reads;
   std::vector<ClusterChoice> clusters;
   std::vector<Trial> trials;

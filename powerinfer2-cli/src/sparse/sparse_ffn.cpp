@@ -55,7 +55,8 @@ MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const Spars
   } else if (!o.segmented) {
     p.cold_slots = static_cast<std::size_t>(fit);
   } else {
-    p.hot_clusters = static_cast<std::size_t>(static_cast<double>(fit) * std::clamp(o.hot_share, 0.0, 1.0));
+    const double share = o.hot_share >= 0.0 ? std::min(o.hot_share, 1.0) : m.profiled_tokens > 0 ? 1.0 : 0.85;
+    p.hot_clusters = static_cast<std::size_t>(static_cast<double>(fit) * share);
     p.cold_slots = static_cast<std::size_t>(fit) - p.hot_clusters;
   }
   p.hot_clusters = std::min(p.hot_clusters, p.total_clusters);
@@ -218,6 +219,8 @@ void SparseFfn::predict(std::size_t layer, const float* xb) {
   const LayerPredictor& P = *pi2_.layers[layer].predictor;
   const std::size_t rank = P.rank(), ffn = cfg_.ffn_dim;
   ops::matvec(P.w1, {xb, cfg_.dim}, {pred_h_.data(), rank}, pool_, pred_ws_);
+  if (P.relu)
+    for (std::size_t r = 0; r < rank; ++r) pred_h_[r] = std::max(pred_h_[r], 0.0f);
   ops::matvec(P.gate, {pred_h_.data(), rank}, {pred_g_.data(), ffn}, pool_, pred_ws_);
   const bool up = P.up.data != nullptr;
   if (up) ops::matvec(P.up, {pred_h_.data(), rank}, {pred_u_.data(), ffn}, pool_, pred_ws_);
