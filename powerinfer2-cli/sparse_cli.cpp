@@ -14,7 +14,7 @@ void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
                   "Sparse model: memory for weights, KV cache and buffers (e.g. 3GiB; default: unlimited)");
   cmd->add_option("--offload-ffn", o.offload_ffn,
                   "Sparse model: leave this fraction (0..1) of the FFN weights on storage (sets the budget)");
-  cmd->add_option("--mode", o.mode, "auto (dense prompt, sparse decode), dense or sparse")->capture_default_str();
+  cmd->add_option("--mode", o.mode, "Decode path: auto (sparse when a predictor exists), dense or sparse; prompts always run dense")->capture_default_str();
   cmd->add_flag("--oracle-predictor", s.oracle, "Exact active neurons, computed densely (correctness checks)");
   cmd->add_flag("--measure-recall", s.measure_recall, "Also compute the exact active sets: predictor recall");
   cmd->add_flag("!--no-pipeline", s.pipeline, "Ablation: wait for all reads of a layer before computing");
