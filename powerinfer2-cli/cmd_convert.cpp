@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "commands.hpp"
 #include "common/errors.hpp"
@@ -99,16 +100,15 @@ void run_profile(const PrepOptions& o) {
   spec.cluster_size = o.cluster_size;
   spec.profiled_tokens = rec.tokens;
   double active = 0.0, top20 = 0.0;
+  const std::optional<sparse::Pi2Model> cur = tgt ? std::optional(sparse::load_pi2(*tgt, c)) : std::nullopt;
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     // Frequencies and order in the target's current order (its perm maps to dense neurons).
     std::vector<std::uint64_t> fired(c.ffn_dim);
     std::vector<float> freq(c.ffn_dim);
     std::vector<std::int32_t> perm(c.ffn_dim);
     for (std::size_t p = 0; p < c.ffn_dim; ++p) perm[p] = static_cast<std::int32_t>(p);
-    if (tgt) {
-      const sparse::Pi2Model cur = sparse::load_pi2(*tgt, c);
-      for (std::size_t p = 0; p < c.ffn_dim; ++p) perm[p] = cur.layers[l].perm[p];
-    }
+    if (cur)
+      for (std::size_t p = 0; p < c.ffn_dim; ++p) perm[p] = cur->layers[l].perm[p];
     for (std::size_t p = 0; p < c.ffn_dim; ++p) {
       fired[p] = rec.fired[l][static_cast<std::size_t>(perm[p])];
       freq[p] = static_cast<float>(static_cast<double>(fired[p]) / static_cast<double>(rec.tokens));

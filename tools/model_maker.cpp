@@ -240,13 +240,7 @@ void fill_matrix(std::span<std::uint8_t> bytes, GgmlType type, const std::string
       if (shaping.first_one) row[0] = 1.0f;
       if (!shaping.first_per_row.empty()) row[0] = shaping.first_per_row[r];
       std::uint8_t* dst = bytes.data() + r * row_bytes;
-      switch (type) {
-        case GgmlType::F32: std::memcpy(dst, row.data(), row_bytes); break;
-        case GgmlType::F16: ops::fp32_to_fp16_row(row.data(), reinterpret_cast<ops::fp16_t*>(dst), row_length); break;
-        case GgmlType::Q8_0: ops::quantize_row_q8_0(row.data(), reinterpret_cast<ops::BlockQ8_0*>(dst), row_length); break;
-        case GgmlType::Q4_0: ops::quantize_row_q4_0(row.data(), reinterpret_cast<ops::BlockQ4_0*>(dst), row_length); break;
-        default: PWPI_CHECK_MSG(false, "unexpected tensor type");
-      }
+      ops::quantize_row(type, row.data(), dst, row_length);
     }
   });
 }

@@ -59,19 +59,7 @@ void Forward::embed(model::TokenId token, std::span<float> out) const {
   PWPI_CHECK(token >= 0 && static_cast<std::size_t>(token) < cfg_.vocab && out.size() == cfg_.dim);
   const ops::WeightMatrix& e = w_.token_embd;
   const auto* row = static_cast<const std::uint8_t*>(e.data) + static_cast<std::size_t>(token) * e.row_bytes();
-  switch (e.type) {
-    case io::GgmlType::F32: std::memcpy(out.data(), row, cfg_.dim * sizeof(float)); break;
-    case io::GgmlType::F16:
-      ops::fp16_to_fp32_row(reinterpret_cast<const ops::fp16_t*>(row), out.data(), cfg_.dim);
-      break;
-    case io::GgmlType::Q8_0:
-      ops::dequantize_row_q8_0(reinterpret_cast<const ops::BlockQ8_0*>(row), out.data(), cfg_.dim);
-      break;
-    case io::GgmlType::Q4_0:
-      ops::dequantize_row_q4_0(reinterpret_cast<const ops::BlockQ4_0*>(row), out.data(), cfg_.dim);
-      break;
-    default: PWPI_CHECK_MSG(false, "embedding type checked at load");
-  }
+  ops::dequantize_row(e.type, row, out.data(), cfg_.dim);  // the type was checked at load
 }
 
 std::span<const float> Forward::decode(model::TokenId token, std::size_t pos) {

@@ -21,6 +21,12 @@ enum class FfnActivation {
 
 std::string_view activation_name(FfnActivation a);
 
+/// Whether a neuron with gate and up pre-activations g and u has a non-zero output (never
+/// asked of SwiGLU, whose SiLU is not exactly zero).
+inline bool neuron_fires(FfnActivation a, float g, float u) {
+  return a == FfnActivation::drelu ? g > 0.0f && u > 0.0f : g > 0.0f && u != 0.0f;
+}
+
 /// Metadata key naming the activation ("swiglu", "reglu", "drelu"), written by this
 /// project's tools. Absent: dReLU for architecture "bamboo", SwiGLU otherwise.
 inline constexpr std::string_view kFfnActivationKey = "powerinfer2.ffn_activation";

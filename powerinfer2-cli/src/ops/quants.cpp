@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/errors.hpp"
 #include "ops/simd.hpp"
@@ -156,6 +157,26 @@ void quantize_act_q8(const float* x, std::size_t n, std::int8_t* qs, float* d, s
 #else
   ref::quantize_act_q8(x, n, qs, d, sum);
 #endif
+}
+
+void dequantize_row(io::GgmlType type, const void* src, float* out, std::size_t n) {
+  switch (type) {
+    case io::GgmlType::F32: std::memcpy(out, src, n * sizeof(float)); return;
+    case io::GgmlType::F16: fp16_to_fp32_row(static_cast<const fp16_t*>(src), out, n); return;
+    case io::GgmlType::Q8_0: dequantize_row_q8_0(static_cast<const BlockQ8_0*>(src), out, n); return;
+    case io::GgmlType::Q4_0: dequantize_row_q4_0(static_cast<const BlockQ4_0*>(src), out, n); return;
+    default: PWPI_CHECK_MSG(false, "dequantize_row: unsupported type");
+  }
+}
+
+void quantize_row(io::GgmlType type, const float* x, void* dst, std::size_t n) {
+  switch (type) {
+    case io::GgmlType::F32: std::memcpy(dst, x, n * sizeof(float)); return;
+    case io::GgmlType::F16: fp32_to_fp16_row(x, static_cast<fp16_t*>(dst), n); return;
+    case io::GgmlType::Q8_0: quantize_row_q8_0(x, static_cast<BlockQ8_0*>(dst), n); return;
+    case io::GgmlType::Q4_0: quantize_row_q4_0(x, static_cast<BlockQ4_0*>(dst), n); return;
+    default: PWPI_CHECK_MSG(false, "quantize_row: unsupported type");
+  }
 }
 
 }  // namespace powerinfer2::ops

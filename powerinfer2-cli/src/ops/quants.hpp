@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "io/gguf_types.hpp"
 #include "ops/fp16.hpp"
 
 namespace powerinfer2::ops {
@@ -39,6 +40,11 @@ void quantize_row_q4_0(const float* x, BlockQ4_0* y, std::size_t n);
 /// n / 32 blocks into n values.
 void dequantize_row_q8_0(const BlockQ8_0* x, float* y, std::size_t n);
 void dequantize_row_q4_0(const BlockQ4_0* x, float* y, std::size_t n);
+
+/// One row of n values (a multiple of 32 for the quantized types) of type F32, F16, Q8_0 or
+/// Q4_0 to floats, and floats to that type (ggml's reference rounding); other types are a bug.
+void dequantize_row(io::GgmlType type, const void* src, float* out, std::size_t n);
+void quantize_row(io::GgmlType type, const float* x, void* dst, std::size_t n);
 
 /// Activations quantized to Q8_0, split into arrays: qs and d are exactly what
 /// quantize_row_q8_0 writes (d widened to float), and sum[b] is the sum of block b's 32

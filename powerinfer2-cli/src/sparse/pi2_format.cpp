@@ -18,26 +18,6 @@ std::size_t row_bytes_of(io::GgmlType type, std::size_t n) {
   return ops::WeightMatrix{type, nullptr, 1, n, ops::WeightLayout::gguf}.row_bytes();
 }
 
-void to_f32(io::GgmlType type, const std::uint8_t* src, float* out, std::size_t n) {
-  switch (type) {
-    case io::GgmlType::F32: std::memcpy(out, src, n * sizeof(float)); break;
-    case io::GgmlType::F16: ops::fp16_to_fp32_row(reinterpret_cast<const ops::fp16_t*>(src), out, n); break;
-    case io::GgmlType::Q8_0: ops::dequantize_row_q8_0(reinterpret_cast<const ops::BlockQ8_0*>(src), out, n); break;
-    case io::GgmlType::Q4_0: ops::dequantize_row_q4_0(reinterpret_cast<const ops::BlockQ4_0*>(src), out, n); break;
-    default: PWPI_CHECK_MSG(false, "bundle type checked by bundle_geometry");
-  }
-}
-
-void from_f32(io::GgmlType type, const float* x, std::uint8_t* out, std::size_t n) {
-  switch (type) {
-    case io::GgmlType::F32: std::memcpy(out, x, n * sizeof(float)); break;
-    case io::GgmlType::F16: ops::fp32_to_fp16_row(x, reinterpret_cast<ops::fp16_t*>(out), n); break;
-    case io::GgmlType::Q8_0: ops::quantize_row_q8_0(x, reinterpret_cast<ops::BlockQ8_0*>(out), n); break;
-    case io::GgmlType::Q4_0: ops::quantize_row_q4_0(x, reinterpret_cast<ops::BlockQ4_0*>(out), n); break;
-    default: PWPI_CHECK_MSG(false, "bundle type checked by bundle_geometry");
-  }
-}
-
 std::string layer_name(std::size_t l, const char* suffix) { return "blk." + std::to_string(l) + "." + suffix; }
 
 bool is_ffn_tensor(std::string_view name) {
@@ -53,22 +33,21 @@ bool is_ffn_tensor(std::string_view name) {
 std::vector<std::uint8_t> typed_bytes(io::GgmlType type, std::span<const float> x, std::size_t cols) {
   const std::size_t rows = x.size() / cols, rb = row_bytes_of(type, cols);
   std::vector<std::uint8_t> out(rows * rb);
-  for (std::size_t r = 0; r < rows; ++r) from_f32(type, x.data() + r * cols, out.data() + r * rb, cols);
+  for (std::size_t r = 0; r < rows; ++r) ops::quantize_row(type, x.data() + r * cols, out.data() + r * rb, cols);
   return out;
 }
 
 std::vector<float> to_floats(const ops::WeightMatrix& m) {
   std::vector<float> out(m.n_rows * m.n_cols);
   for (std::size_t r = 0; r < m.n_rows; ++r)
-    to_f32(m.type, static_cast<const std::uint8_t*>(m.data) + r * m.row_bytes(), out.data() + r * m.n_cols, m.n_cols);
+    ops::dequantize_row(m.type, static_cast<const std::uint8_t*>(m.data) + r * m.row_bytes(), out.data() + r * m.n_cols, m.n_cols);
   return out;
 }
 
 }  // namespace
 
 BundleGeometry bundle_geometry(io::GgmlType type, std::size_t dim, std::size_t ffn, std::size_t cluster_size) {
-  if (type != io::GgmlType::F32 && type != io::GgmlType::F16 && type != io::GgmlType::Q8_0 &&
-      type != io::GgmlType::Q4_0)
+  if (!ops::is_supported_weight_type(type))
     throw common::UsageError("FFN weights of type " + std::string(io::ggml_type_name(type)) +
                              " cannot be bundled (F32, F16, Q8_0 or Q4_0)");
   if (cluster_size == 0 || ffn % cluster_size != 0)
@@ -92,13 +71,13 @@ void make_bundle(const BundleGeometry& g, const ops::WeightMatrix& gate, const o
   PWPI_CHECK(gate.layout == ops::WeightLayout::gguf && up.layout == ops::WeightLayout::gguf);
   std::memcpy(out, static_cast<const std::uint8_t*>(gate.data) + i * g.part_bytes, g.part_bytes);
   std::memcpy(out + g.up_offset(), static_cast<const std::uint8_t*>(up.data) + i * g.part_bytes, g.part_bytes);
-  from_f32(g.type, down_column, out + g.down_offset(), g.dim);
+  ops::quantize_row(g.type, down_column, out + g.down_offset(), g.dim);
   std::memset(out + 3 * g.part_bytes, 0, g.stride - 3 * g.part_bytes);
 }
 
 void bundle_part_to_f32(const BundleGeometry& g, const std::uint8_t* bundle, int p, float* out) {
   PWPI_CHECK(p >= 0 && p < 3);
-  to_f32(g.type, bundle + static_cast<std::size_t>(p) * g.part_bytes, out, g.dim);
+  ops::dequantize_row(g.type, bundle + static_cast<std::size_t>(p) * g.part_bytes, out, g.dim);
 }
 
 bool is_pi2(const io::GgufFile& file) { return file.has(kPi2VersionKey); }
@@ -271,7 +250,7 @@ void write_pi2(const io::GgufFile& source, const model::ModelConfig& c, const Pi
                              auto work = [&](std::size_t r0, std::size_t r1) {
                                std::vector<float> row(ffn);
                                for (std::size_t r = r0; r < r1; ++r) {
-                                 to_f32(type, static_cast<const std::uint8_t*>(L.down.data) + r * L.down.row_bytes(), row.data(), ffn);
+                                 ops::dequantize_row(type, static_cast<const std::uint8_t*>(L.down.data) + r * L.down.row_bytes(), row.data(), ffn);
                                  for (std::size_t i = 0; i < ffn; ++i) down_t[i * c.dim + r] = row[i];
                                }
                              };

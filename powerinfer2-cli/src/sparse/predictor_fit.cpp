@@ -37,10 +37,6 @@ void check_finite(std::span<const float> values, std::size_t row_len, const char
                                std::to_string(values[i]) + " in sample " + std::to_string(i / row_len));
 }
 
-bool is_holdout(std::size_t i, double holdout) {
-  return std::floor(static_cast<double>(i + 1) * holdout) > std::floor(static_cast<double>(i) * holdout);
-}
-
 // Counts of predicted / fired entries over a block of scores and targets.
 struct Counts {
   std::size_t hit = 0, predicted = 0, fired = 0, total = 0;
@@ -129,6 +125,10 @@ LinearPredictor all_active(std::size_t dim, std::size_t n_out) {
 }
 
 }  // namespace
+
+bool is_holdout(std::size_t i, double holdout) {
+  return std::floor(static_cast<double>(i + 1) * holdout) > std::floor(static_cast<double>(i) * holdout);
+}
 
 std::pair<LinearPredictor, PredictorFitReport> fit_linear_predictor(
     std::span<const float> xs, std::span<const float> targets, std::size_t n, std::size_t dim,

@@ -48,6 +48,9 @@ struct PredictorFitReport {
   std::size_t n_train = 0, n_holdout = 0;
 };
 
+/// Whether sample i belongs to the held-out split (every 1/holdout-th sample).
+bool is_holdout(std::size_t i, double holdout);
+
 /// xs: [n][dim] FFN inputs; targets: [n][n_out] pre-activations (a neuron fires iff > 0).
 /// Sample i is held out iff floor((i + 1) * holdout) > floor(i * holdout) (every 4th for
 /// 0.25). W1: top principal directions of the training inputs (uncentred second moment,

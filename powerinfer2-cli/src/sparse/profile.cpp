@@ -9,12 +9,6 @@
 
 namespace powerinfer2::sparse {
 
-namespace {
-bool fires(model::FfnActivation a, float g, float u) {
-  return a == model::FfnActivation::drelu ? g > 0.0f && u > 0.0f : g > 0.0f && u != 0.0f;
-}
-}  // namespace
-
 ActivationRecord record_activations(const engine::Model& dense, common::ThreadPool& pool,
                                     std::span<const model::TokenId> tokens, std::size_t window,
                                     std::size_t keep_inputs) {
@@ -37,7 +31,7 @@ ActivationRecord record_activations(const engine::Model& dense, common::ThreadPo
     for (std::size_t t = 0; t < n; ++t) {
       const float* g = gate + t * c.ffn_dim;
       const float* u = up + t * c.ffn_dim;
-      for (std::size_t i = 0; i < c.ffn_dim; ++i) f[i] += fires(c.activation, g[i], u[i]) ? 1 : 0;
+      for (std::size_t i = 0; i < c.ffn_dim; ++i) f[i] += model::neuron_fires(c.activation, g[i], u[i]) ? 1 : 0;
       const std::size_t s = slot[base + batch_start + t];
       if (s != SIZE_MAX) std::copy_n(xb + t * c.dim, c.dim, rec.inputs[layer].begin() + static_cast<std::ptrdiff_t>(s * c.dim));
     }
@@ -131,9 +125,7 @@ std::vector<PredictorTensors> train_predictors(const engine::Model& dense, commo
     std::vector<float> hx, hg, hu;
     std::size_t nh = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (!(static_cast<std::size_t>(std::floor(static_cast<double>(i + 1) * o.holdout)) >
-            static_cast<std::size_t>(std::floor(static_cast<double>(i) * o.holdout))))
-        continue;
+      if (!is_holdout(i, o.holdout)) continue;
       hx.insert(hx.end(), xs.begin() + static_cast<std::ptrdiff_t>(i * dim), xs.begin() + static_cast<std::ptrdiff_t>((i + 1) * dim));
       hg.insert(hg.end(), g.begin() + static_cast<std::ptrdiff_t>(i * ffn), g.begin() + static_cast<std::ptrdiff_t>((i + 1) * ffn));
       hu.insert(hu.end(), u.begin() + static_cast<std::ptrdiff_t>(i * ffn), u.begin() + static_cast<std::ptrdiff_t>((i + 1) * ffn));

@@ -18,15 +18,29 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 constexpr std::size_t kMaxReadBytes = std::size_t{1} << 20;  // coalesced reads stop at 1 MiB
 
+// Adds a read of `len` bytes at `off` into `dest`, merged into the last one when both the
+// file range and the destination continue it and the merged read stays within `max_bytes`;
+// returns the index of the read that carries it.
+std::int32_t append_read(std::vector<io::ReadRequest>& reqs, std::uint64_t off, std::size_t len, std::uint8_t* dest,
+                         std::size_t max_bytes) {
+  if (!reqs.empty()) {
+    io::ReadRequest& last = reqs.back();
+    if (last.offset + last.length == off && static_cast<std::uint8_t*>(last.dest) + last.length == dest &&
+        last.length + len <= max_bytes) {
+      last.length += len;
+      return static_cast<std::int32_t>(reqs.size() - 1);
+    }
+  }
+  reqs.push_back({off, len, dest, nullptr});
+  return static_cast<std::int32_t>(reqs.size() - 1);
+}
+
 std::string mib(std::uint64_t bytes) {
   char s[32];
   std::snprintf(s, sizeof s, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
   return s;
 }
 
-bool fires(model::FfnActivation a, float g, float u) {
-  return a == model::FfnActivation::drelu ? g > 0.0f && u > 0.0f : g > 0.0f && u != 0.0f;
-}
 
 }  // namespace
 
@@ -184,13 +198,7 @@ void SparseFfn::load_hot() {
     for (std::size_t c = 0; c < where_[l].size(); ++c) {
       if (!hot_[l][c]) continue;
       const std::uint64_t off = pi2_.layers[l].bundles_offset + c * cb;
-      auto* dest = const_cast<std::uint8_t*>(where_[l][c]);
-      if (!reqs.empty() && reqs.back().offset + reqs.back().length == off &&
-          static_cast<std::uint8_t*>(reqs.back().dest) + reqs.back().length == dest &&
-          reqs.back().length + cb <= std::max(kMaxReadBytes, cb))
-        reqs.back().length += cb;
-      else
-        reqs.push_back({off, cb, dest, nullptr});
+      append_read(reqs, off, cb, const_cast<std::uint8_t*>(where_[l][c]), std::max(kMaxReadBytes, cb));
     }
   if (reqs.empty()) return;
   auto flags = std::make_unique<std::atomic<std::uint32_t>[]>(reqs.size());
@@ -230,8 +238,7 @@ void SparseFfn::predict(std::size_t layer, const float* xb) {
       act_.push_back(static_cast<std::uint32_t>(i));
 }
 
-void SparseFfn::exact_active(std::size_t layer, const float* xb, std::vector<std::uint32_t>& out) {
-  (void)xb;  // quantize_inputs has put it in xf_ / xq_
+void SparseFfn::exact_active(std::size_t layer, std::vector<std::uint32_t>& out) {  // on quantize_inputs' xf_ / xq_
   const std::size_t ffn = cfg_.ffn_dim, dim = cfg_.dim;
   const ops::NeuronInput in{xf_.data(), {xq_.data(), xd_.data(), xs_.data(), nullptr, nullptr}};
   const std::uint8_t* base = pi2_.layers[layer].bundles.data();
@@ -243,7 +250,7 @@ void SparseFfn::exact_active(std::size_t layer, const float* xb, std::vector<std
       const float g = ops::neuron_dot(geo_.type, b, in, dim);
       if (g <= 0.0f) continue;
       const float u = ops::neuron_dot(geo_.type, b + geo_.up_offset(), in, dim);
-      mask[i] = fires(cfg_.activation, g, u) ? 1 : 0;
+      mask[i] = model::neuron_fires(cfg_.activation, g, u) ? 1 : 0;
     }
   });
   out.clear();
@@ -296,7 +303,7 @@ void SparseFfn::compute_item(const Item& it, std::size_t n, float* y, std::uint6
       const float g = ops::neuron_dot(geo_.type, b, in, dim);
       if (g <= 0.0f) continue;
       const float u = ops::neuron_dot(geo_.type, b + geo_.up_offset(), in, dim);
-      if (!fires(cfg_.activation, g, u)) continue;
+      if (!model::neuron_fires(cfg_.activation, g, u)) continue;
       ops::neuron_axpy(geo_.type, b + geo_.down_offset(), g * u, y + t * dim, dim);
       ++active;
     }
@@ -367,11 +374,11 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
   quantize_inputs(xb, n);
   if (!dense) {
     if (opts_.oracle) {
-      exact_active(layer, xb, act_);
+      exact_active(layer, act_);
     } else {
       predict(layer, xb);
       if (opts_.measure_recall) {
-        exact_active(layer, xb, truth_);
+        exact_active(layer, truth_);
         stats_.true_neurons += truth_.size();
         std::size_t a = 0;
         for (std::uint32_t i : truth_) {  // both sorted
@@ -410,15 +417,7 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
     if (!dense && plan_.cold_slots > 0) dest = claim_slot(layer, it.cluster, stamp_);
     if (dest == nullptr) dest = stream_store_.data() + static_cast<std::size_t>(it.cluster) * cb;
     it.data = dest;
-    const std::uint64_t off = base_off + static_cast<std::uint64_t>(it.cluster) * cb;
-    if (!requests_.empty() && requests_.back().offset + requests_.back().length == off &&
-        static_cast<std::uint8_t*>(requests_.back().dest) + requests_.back().length == dest &&
-        requests_.back().length + cb <= kMaxReadBytes) {
-      requests_.back().length += cb;
-    } else {
-      requests_.push_back({off, cb, dest, nullptr});
-    }
-    it.request = static_cast<std::int32_t>(requests_.size() - 1);
+    it.request = append_read(requests_, base_off + static_cast<std::uint64_t>(it.cluster) * cb, cb, dest, kMaxReadBytes);
   }
   for (std::size_t r = 0; r < requests_.size(); ++r) {
     flags_[r].store(0, std::memory_order_relaxed);

@@ -102,7 +102,7 @@ class SparseFfn final : public engine::FfnBackend {
   };
 
   void predict(std::size_t layer, const float* xb);
-  void exact_active(std::size_t layer, const float* xb, std::vector<std::uint32_t>& out);
+  void exact_active(std::size_t layer, std::vector<std::uint32_t>& out);
   void quantize_inputs(const float* xb, std::size_t n);
   const std::uint8_t* lookup(std::size_t layer, std::uint32_t cluster, bool use_cache, std::uint64_t stamp);
   std::uint8_t* claim_slot(std::size_t layer, std::uint32_t cluster, std::uint64_t stamp);
