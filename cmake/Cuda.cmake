@@ -13,7 +13,15 @@ if(PWPI_CUDA)
       set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
     endif()
     enable_language(CUDA)
+    # C++20 in .cu files as in the rest: nvcc 12+ takes -std=c++20, which CMake 3.25 does not
+    # know yet; the targets' C++ standard (20) applies to their CUDA sources too.
+    if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    endif()
     set(CMAKE_CUDA_STANDARD 20)
+    # One CUDA runtime per process: the shared one that pwpi_common links (CUDA::cudart).
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     find_package(CUDAToolkit REQUIRED)
     set(PWPI_HAVE_CUDA ON)

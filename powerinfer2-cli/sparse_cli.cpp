@@ -26,6 +26,12 @@ void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
   cmd->add_option("--queue-depth", s.queue_depth, "Storage reads in flight")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--io-backend", o.io_backend, "io_uring or pread (default: io_uring when available)");
   cmd->add_option("--plan", o.plan, "Settings chosen by `powerinfer2-cli plan` (hot share, queue depth, budget)");
+  cmd->add_option("--device", o.device,
+                  "cpu, cuda (prompt products on the GPU; a sparse model's hottest neurons there too) or auto")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cmd->add_option("--gpu-memory", o.gpu_memory,
+                  "GPU memory the engine may take (e.g. 8GiB; default: 90% of the free memory)");
 }
 
 engine::RuntimeOptions runtime_options(const SparseCliOptions& o, std::size_t threads, std::size_t n_ctx) {
@@ -40,6 +46,11 @@ engine::RuntimeOptions runtime_options(const SparseCliOptions& o, std::size_t th
   }
   if (!o.memory_budget.empty()) r.sparse.memory_budget_bytes = common::parse_size_arg(o.memory_budget, "--memory-budget");
   if (o.offload_ffn >= 0.0) r.offload_ffn = o.offload_ffn;
+  r.device = o.device == "cuda" ? engine::Device::cuda : o.device == "auto" ? engine::Device::automatic : engine::Device::cpu;
+  if (!o.gpu_memory.empty()) {
+    r.gpu_memory_bytes = common::parse_size_arg(o.gpu_memory, "--gpu-memory");
+    if (r.gpu_memory_bytes == 0) throw common::UsageError("--gpu-memory must be more than 0");
+  }
   if (o.mode == "auto")
     r.sparse.mode = sparse::EngineMode::automatic;
   else if (o.mode == "dense")
@@ -78,6 +89,13 @@ Derived derive(const sparse::SparseStats& s) {
 }  // namespace
 
 void sparse_stats_json(const engine::Runtime& rt, nlohmann::ordered_json& j) {
+  j["device"] = rt.gpu ? "cuda" : "cpu";
+  if (rt.gpu) {
+    j["gpu_name"] = rt.gpu_name;
+    j["gpu_memory_budget_bytes"] = rt.gpu_memory_budget;
+    j["gpu_product_bytes"] = rt.gpu->device_bytes();
+    j["gpu_layers"] = rt.gpu->resident_layers();
+  }
   if (!rt.sparse) return;
   const sparse::MemoryPlan& p = rt.sparse->plan();
   const sparse::SparseStats& s = rt.sparse->stats();
@@ -99,10 +117,32 @@ void sparse_stats_json(const engine::Runtime& rt, nlohmann::ordered_json& j) {
   if (d.precision >= 0) j["predictor_precision"] = d.precision;
   if (d.recall >= 0) j["predictor_recall"] = d.recall;
   j["hot_load_s"] = s.load_s;
+  if (rt.gpu) {
+    j["gpu_ffn_bytes"] = p.gpu;
+    j["gpu_ffn_share"] = p.ffn_total > 0 ? static_cast<double>(p.gpu) / static_cast<double>(p.ffn_total) : 0.0;
+    j["gpu_wait_ms_per_token"] = d.tokens > 0 ? s.gpu_wait_s * 1000.0 / d.tokens : 0.0;
+    j["gpu_load_s"] = s.gpu_load_s;
+  }
 }
 
 std::string sparse_stats_text(const engine::Runtime& rt) {
-  if (!rt.sparse) return {};
+  std::string gpu;
+  if (rt.gpu) {
+    char g[512];
+    std::snprintf(g, sizeof g, "gpu: %s | %zu of %u layers' products there (%.1f MiB)", rt.gpu_name.c_str(),
+                  rt.gpu->resident_layers(), rt.model.config.n_layer,
+                  static_cast<double>(rt.gpu->device_bytes()) / (1024.0 * 1024.0));
+    gpu = g;
+    if (rt.sparse) {
+      const sparse::MemoryPlan& p = rt.sparse->plan();
+      std::snprintf(g, sizeof g, " | hottest %.1f%% of the FFN (%.1f MiB)",
+                    p.ffn_total > 0 ? 100.0 * static_cast<double>(p.gpu) / static_cast<double>(p.ffn_total) : 0.0,
+                    static_cast<double>(p.gpu) / (1024.0 * 1024.0));
+      gpu += g;
+    }
+    gpu += "\n";
+  }
+  if (!rt.sparse) return gpu;
   const sparse::MemoryPlan& p = rt.sparse->plan();
   const sparse::SparseStats& s = rt.sparse->stats();
   const Derived d = derive(s);
@@ -123,7 +163,7 @@ std::string sparse_stats_text(const engine::Runtime& rt) {
     std::snprintf(line, sizeof line, " | recall %.4f", d.recall);
     out += line;
   }
-  return out + "\n";
+  return gpu + out + "\n";
 }
 
 }  // namespace powerinfer2::cli

@@ -16,6 +16,8 @@ struct SparseCliOptions {
   std::string mode = "auto";
   std::string io_backend;     // "", io_uring, pread
   std::string plan;           // plan.json from `plan`
+  std::string device = "cpu"; // cpu, cuda, auto
+  std::string gpu_memory;     // "20GiB"
   engine::RuntimeOptions runtime;
 };
 

@@ -129,17 +129,7 @@ DeviceProfile calibrate(const CalibrationOptions& o, const std::function<void(in
     if (progress) progress(++done, total);
   }
 
-  double best = 0.0;
-  for (const auto& [f, rate] : gemm_rate) best = std::max(best, rate);
-  p.peak_flops = o.peak_flops > 0 ? o.peak_flops : best;
-  p.peak_source = o.peak_flops > 0 ? "given" : "measured";
-  auto to_eff = [&](const std::vector<std::pair<double, double>>& rates) {
-    std::vector<std::pair<double, double>> eff;
-    for (const auto& [f, rate] : rates) eff.emplace_back(f, std::clamp(rate / p.peak_flops, 1e-6, 1.0));
-    return make_curve(std::move(eff));
-  };
-  p.gemm = to_eff(gemm_rate);
-  p.attention = to_eff(attn_rate);
+  set_efficiencies(p, gemm_rate, attn_rate, o.peak_flops);
   p.measurements = {{"gemm", gemm_rows}, {"attention", attn_rows}, {"seconds_per_shape", budget}};
   return p;
 }

@@ -98,4 +98,19 @@ DeviceProfile load_device_profile(const std::string& path) {
   return parse_device_profile(doc, path);
 }
 
+void set_efficiencies(DeviceProfile& p, const std::vector<std::pair<double, double>>& gemm_rate,
+                      const std::vector<std::pair<double, double>>& attention_rate, double given_peak) {
+  double best = 0.0;
+  for (const auto& [f, rate] : gemm_rate) best = std::max(best, rate);
+  p.peak_flops = given_peak > 0 ? given_peak : best;
+  p.peak_source = given_peak > 0 ? "given" : "measured";
+  auto to_eff = [&](const std::vector<std::pair<double, double>>& rates) {
+    std::vector<std::pair<double, double>> eff;
+    for (const auto& [f, rate] : rates) eff.emplace_back(f, std::clamp(rate / p.peak_flops, 1e-6, 1.0));
+    return make_curve(std::move(eff));
+  };
+  p.gemm = to_eff(gemm_rate);
+  p.attention = to_eff(attention_rate);
+}
+
 }  // namespace pipeweaver::cost

@@ -41,6 +41,11 @@ common::Json to_json(const DeviceProfile& profile);
 DeviceProfile parse_device_profile(const common::Json& doc, const std::string& file);
 DeviceProfile load_device_profile(const std::string& path);
 
+/// Sets p.peak_flops (given_peak when > 0, "given"; else the best GEMM rate, "measured") and
+/// the GEMM and attention curves from measured (flops per call, FLOP/s) rates.
+void set_efficiencies(DeviceProfile& p, const std::vector<std::pair<double, double>>& gemm_rate,
+                      const std::vector<std::pair<double, double>>& attention_rate, double given_peak);
+
 /// Turns raw (flops per call, efficiency) samples into a curve: samples are grouped into
 /// bins of `bins_per_decade` per decade of FLOPs, each bin's mean becomes one point.
 EfficiencyCurve make_curve(std::vector<std::pair<double, double>> samples, int bins_per_decade = 2);

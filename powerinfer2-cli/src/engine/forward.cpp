@@ -111,13 +111,20 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
   const std::size_t dim = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), ffn = cfg_.ffn_dim;
   const std::size_t hd = cfg_.head_dim, half = cfg_.n_rot / 2;
   float *x = x_.data(), *xb = xb_.data(), *q = q_.data(), *att = att_.data(), *hb = hb_.data(), *hb2 = hb2_.data();
+  const bool offload = offload_ != nullptr && n >= offload_min_tokens_;
 
   for (std::size_t i = 0; i < n; ++i) {
     embed(tokens[i], {x + i * dim, dim});
     rope_table(pos0 + i, cfg_.n_rot, cfg_.rope_base, {rope_cos_.data() + i * half, half},
                {rope_sin_.data() + i * half, half});
   }
-  for (std::size_t l = 0; l < cfg_.n_layer; ++l) {
+  bool on_device = false;  // every layer on the device (a prompt with the whole model there)
+  if (offload && !observer_) {
+    const ProductOffload::Batch b{k_cache_.data(), v_cache_.data(), n_ctx_, rope_cos_.data(), rope_sin_.data(),
+                                  ffn_backend_,       xb,               hb};
+    on_device = offload_->layers(x, n, pos0, b);
+  }
+  for (std::size_t l = 0; l < cfg_.n_layer && !on_device; ++l) {
     const model::LayerWeights& L = w_.layers[l];
     for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.attn_norm, cfg_.rms_eps, {xb + i * dim, dim});
     // K and V go straight into the cache rows of positions pos0..pos0+n-1 (contiguous).
@@ -125,7 +132,7 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
     float* vc = v_cache(l, pos0);
     {
       const ops::Product qkv[] = {{&L.wq, {q, n * qd}}, {&L.wk, {kc, n * kvd}}, {&L.wv, {vc, n * kvd}}};
-      ops::products(qkv, {xb, n * dim}, n, pool_, ws_);
+      if (!(offload && offload_->products(qkv, xb, n))) ops::products(qkv, {xb, n * dim}, n, pool_, ws_);
     }
     for (std::size_t i = 0; i < n; ++i) {
       std::span<const float> c(rope_cos_.data() + i * half, half), s(rope_sin_.data() + i * half, half);
@@ -133,12 +140,19 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
       rope({kc + i * kvd, kvd}, cfg_.n_kv_head, hd, c, s);
     }
     attention(l, q, n, pos0, att);
-    product(L.wo, att, n, xb, pool_, ws_);
+    {
+      const ops::Product o[] = {{&L.wo, {xb, n * dim}}};
+      if (!(offload && offload_->products(o, att, n))) product(L.wo, att, n, xb, pool_, ws_);
+    }
     for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
 
     for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.ffn_norm, cfg_.rms_eps, {xb + i * dim, dim});
     if (ffn_backend_ != nullptr) {
       ffn_backend_->ffn(l, xb, n, hb);
+      for (std::size_t j = 0; j < n * dim; ++j) x[j] += hb[j];
+      continue;
+    }
+    if (offload && !observer_ && offload_->ffn(l, xb, n, hb)) {
       for (std::size_t j = 0; j < n * dim; ++j) x[j] += hb[j];
       continue;
     }
@@ -160,10 +174,12 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
   if (all_logits.empty()) {
     const float* last = x + (n - 1) * dim;
     rmsnorm({last, dim}, w_.output_norm, cfg_.rms_eps, {xb, dim});
-    product(w_.output, xb, 1, logits_.data(), pool_, ws_);
+    const ops::Product head[] = {{&w_.output, {logits_.data(), cfg_.vocab}}};
+    if (!(offload && offload_->products(head, xb, 1))) product(w_.output, xb, 1, logits_.data(), pool_, ws_);
   } else {
     for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, w_.output_norm, cfg_.rms_eps, {xb + i * dim, dim});
-    product(w_.output, xb, n, all_logits.data(), pool_, ws_);
+    const ops::Product head[] = {{&w_.output, all_logits}};
+    if (!(offload && offload_->products(head, xb, n))) product(w_.output, xb, n, all_logits.data(), pool_, ws_);
     std::memcpy(logits_.data(), all_logits.data() + (n - 1) * cfg_.vocab, cfg_.vocab * sizeof(float));
   }
 }

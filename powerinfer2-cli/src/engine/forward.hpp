@@ -24,6 +24,34 @@ class FfnBackend {
   virtual void ffn(std::size_t layer, const float* xb, std::size_t n, float* out) = 0;
 };
 
+/// Products of a prompt computed on another device (engine/gpu_offload.hpp: the GPU).
+class ProductOffload {
+ public:
+  virtual ~ProductOffload() = default;
+  /// Every product of `ps` (one input x[n][cols]); false, computing nothing, when one of the
+  /// matrices is not on the device.
+  virtual bool products(std::span<const ops::Product> ps, const float* x, std::size_t n) = 0;
+  /// Layer `layer`'s dense FFN (gate, up, activation, down) of xb[n][dim] into out[n][dim];
+  /// false when its matrices are not on the device.
+  virtual bool ffn(std::size_t layer, const float* xb, std::size_t n, float* out) = 0;
+
+  /// What a whole prompt batch on the device needs from the forward pass.
+  struct Batch {
+    float* k_cache = nullptr;  // host [n_layer][n_ctx][kv_dim]: rows [0, pos0) are read,
+    float* v_cache = nullptr;  //   rows [pos0, pos0 + n) written
+    std::size_t n_ctx = 0;
+    const float* rope_cos = nullptr;  // [n][n_rot / 2] for the batch's positions
+    const float* rope_sin = nullptr;
+    FfnBackend* ffn_backend = nullptr;  // set: the FFN runs there (host), else on the device
+    float* host_xb = nullptr;           // [n][dim] host scratch for the FFN backend
+    float* host_out = nullptr;          // [n][dim]
+  };
+  /// Every layer of the batch x[n][dim] (embedded tokens at positions pos0..) on the device,
+  /// x replaced by the last layer's output; false, doing nothing, when the device does not hold
+  /// every layer.
+  virtual bool layers(float* x, std::size_t n, std::size_t pos0, const Batch& b) = 0;
+};
+
 /// Sees each layer's FFN input xb[n][dim] and the gate / up pre-activations [n][ffn] of the
 /// dense FFN (profiling and predictor training). Called on the calling thread.
 using FfnObserver =
@@ -54,6 +82,12 @@ class Forward {
 
   /// Routes every layer's FFN to `backend` (nullptr: the dense matrices); not owned.
   void set_ffn_backend(FfnBackend* backend) { ffn_backend_ = backend; }
+  /// Routes the products of batches of at least `min_tokens` tokens (prompts) to `offload`
+  /// where it holds the matrices (nullptr: none); not owned.
+  void set_product_offload(ProductOffload* offload, std::size_t min_tokens = 2) {
+    offload_ = offload;
+    offload_min_tokens_ = min_tokens;
+  }
   /// Observes the dense FFN (not called when a backend is set).
   void set_ffn_observer(FfnObserver observer) { observer_ = std::move(observer); }
 
@@ -81,6 +115,8 @@ class Forward {
   std::size_t scores_stride_ = 0;
   common::AlignedBuffer<float> rope_cos_, rope_sin_;          // [max_batch][n_rot / 2]
   FfnBackend* ffn_backend_ = nullptr;
+  ProductOffload* offload_ = nullptr;
+  std::size_t offload_min_tokens_ = 2;
   FfnObserver observer_;
 };
 

@@ -10,10 +10,15 @@
 
 #include "common/thread_pool.hpp"
 #include "engine/forward.hpp"
+#include "engine/gpu_offload.hpp"
 #include "engine/model.hpp"
 #include "sparse/sparse_ffn.hpp"
 
 namespace powerinfer2::engine {
+
+/// Where the dense side runs: cpu, cuda (an error without a device) or auto (cuda when a
+/// device is present).
+enum class Device { cpu, cuda, automatic };
 
 struct RuntimeOptions {
   std::size_t threads = 2;
@@ -21,6 +26,10 @@ struct RuntimeOptions {
   sparse::SparseOptions sparse;
   /// Shorthand for the budget: leave this fraction (0..1) of the FFN weights on storage.
   std::optional<double> offload_ffn;
+  Device device = Device::cpu;
+  /// Device memory the engine may take (0: 90% of what is free): the layers' matrices for
+  /// prompts, then (a sparse model) the most frequently active neuron clusters.
+  std::uint64_t gpu_memory_bytes = 0;
 };
 
 class Runtime {
@@ -34,7 +43,10 @@ class Runtime {
   common::ThreadPool pool;
   Model model;
   Forward forward;
+  std::unique_ptr<GpuProducts> gpu;              // set when the dense side runs on the GPU
   std::unique_ptr<sparse::SparseFfn> sparse;  // set for a .pi2.gguf model
+  std::string gpu_name;                       // the device, when gpu is set
+  std::uint64_t gpu_memory_budget = 0;        // bytes the engine could take on it
 };
 
 /// The budget that leaves `offload` of the FFN on storage: everything resident but that share.

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "common/errors.hpp"
+#include "engine/gpu_offload.hpp"
 #include "ops/neuron_ops.hpp"
 
 namespace powerinfer2::sparse {
@@ -44,16 +45,20 @@ std::string mib(std::uint64_t bytes) {
 
 }  // namespace
 
-MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o) {
+MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o, std::size_t gpu_clusters) {
   MemoryPlan p;
   p.budget = o.memory_budget_bytes;
   p.fixed = fixed_bytes;
   p.ffn_total = m.ffn_bytes();
   p.total_clusters = m.geo.n_clusters() * m.layers.size();
   const std::uint64_t cb = m.geo.cluster_bytes();
-  if (p.budget == 0 || fixed_bytes + p.ffn_total <= p.budget) {
-    p.hot_clusters = p.total_clusters;
-    p.hot = p.ffn_total;
+  p.gpu_clusters = std::min(gpu_clusters, p.total_clusters);
+  p.gpu = p.gpu_clusters * cb;
+  const std::size_t cpu_clusters = p.total_clusters - p.gpu_clusters;
+  const std::uint64_t cpu_ffn = p.ffn_total - p.gpu;
+  if (p.budget == 0 || fixed_bytes + cpu_ffn <= p.budget) {
+    p.hot_clusters = cpu_clusters;
+    p.hot = cpu_ffn;
     return p;
   }
   p.stream = m.geo.layer_bytes();
@@ -73,8 +78,8 @@ MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const Spars
     p.hot_clusters = static_cast<std::size_t>(static_cast<double>(fit) * share);
     p.cold_slots = static_cast<std::size_t>(fit) - p.hot_clusters;
   }
-  p.hot_clusters = std::min(p.hot_clusters, p.total_clusters);
-  p.cold_slots = std::min(p.cold_slots, p.total_clusters - p.hot_clusters);
+  p.hot_clusters = std::min(p.hot_clusters, cpu_clusters);
+  p.cold_slots = std::min(p.cold_slots, cpu_clusters - p.hot_clusters);
   p.hot = p.hot_clusters * cb;
   p.cold = p.cold_slots * cb;
   return p;
@@ -104,30 +109,40 @@ SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const
   if (opts_.mode == EngineMode::sparse && !pi2_.has_predictor() && !opts_.oracle)
     throw common::UsageError(model.file.path() + " has no activation predictor: --mode sparse cannot pick neurons",
                              "run powerinfer2-cli train-predictor, or use --oracle-predictor or --mode dense");
-  plan_ = plan_memory(pi2_, fixed_bytes, opts_);
   reader_ = std::make_unique<io::FlashReader>(model.file.path(), opts_.queue_depth, opts_.backend);
 
   const std::size_t n_layer = pi2_.layers.size(), n_clusters = geo_.n_clusters();
   const std::size_t cb = geo_.cluster_bytes();
+  const std::vector<std::pair<std::uint32_t, std::uint32_t>> ranked = clusters_by_frequency();
+  // GPU clusters: the most frequently active ones that fit beside the GPU's run buffers.
+  gpu_.assign(n_layer, std::vector<bool>(n_clusters, false));
+  std::size_t n_gpu = 0;
+  if (opts_.gpu_memory_bytes > 0) {
+    const ops::cuda::BundleLayout layout{geo_.type, geo_.dim, geo_.stride, geo_.up_offset(), geo_.down_offset()};
+    const std::vector<std::size_t> widest(1, cfg_.ffn_dim);
+    const std::uint64_t run = ops::cuda::NeuronFfn::device_bytes(layout, widest, max_batch_) - cfg_.ffn_dim * geo_.stride;
+    n_gpu = opts_.gpu_memory_bytes > run ? static_cast<std::size_t>((opts_.gpu_memory_bytes - run) / cb) : 0;
+    n_gpu = std::min(n_gpu, ranked.size());
+    for (std::size_t k = 0; k < n_gpu; ++k) gpu_[ranked[k].first][ranked[k].second] = true;
+  }
+  plan_ = plan_memory(pi2_, fixed_bytes, opts_, n_gpu);
+
   where_.assign(n_layer, std::vector<const std::uint8_t*>(n_clusters, nullptr));
   hot_.assign(n_layer, std::vector<bool>(n_clusters, false));
   if (plan_.hot > 0) hot_store_ = engine::WeightStore(plan_.hot);
   if (plan_.cold > 0) cold_store_ = engine::WeightStore(plan_.cold);
   if (plan_.stream > 0) stream_store_ = engine::WeightStore(plan_.stream);
 
-  // Hot clusters: the most frequently active ones over all layers (ties: lower cluster index
-  // first, layers round-robin), stored layer by layer in cluster order.
+  // Hot clusters: the most frequently active ones of those left to the CPU, stored layer by
+  // layer in cluster order.
   {
-    std::vector<std::tuple<double, std::uint32_t, std::uint32_t>> score;  // (-freq sum, cluster, layer)
-    score.reserve(plan_.total_clusters);
-    for (std::size_t l = 0; l < n_layer; ++l)
-      for (std::size_t c = 0; c < n_clusters; ++c) {
-        double s = 0.0;
-        for (std::size_t i = c * geo_.cluster_size; i < (c + 1) * geo_.cluster_size; ++i) s += pi2_.layers[l].freq[i];
-        score.emplace_back(-s, static_cast<std::uint32_t>(c), static_cast<std::uint32_t>(l));
-      }
-    std::partial_sort(score.begin(), score.begin() + static_cast<std::ptrdiff_t>(plan_.hot_clusters), score.end());
-    for (std::size_t k = 0; k < plan_.hot_clusters; ++k) hot_[std::get<2>(score[k])][std::get<1>(score[k])] = true;
+    std::size_t taken = 0;
+    for (const auto& [l, c] : ranked) {
+      if (taken == plan_.hot_clusters) break;
+      if (gpu_[l][c]) continue;
+      hot_[l][c] = true;
+      ++taken;
+    }
     std::size_t pos = 0;
     for (std::size_t l = 0; l < n_layer; ++l)
       for (std::size_t c = 0; c < n_clusters; ++c)
@@ -167,6 +182,60 @@ SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const
   thread_pred_.assign(threads, 0);
   thread_act_.assign(threads, 0);
   load_hot();
+  if (n_gpu > 0) load_gpu();
+}
+
+std::vector<std::pair<std::uint32_t, std::uint32_t>> SparseFfn::clusters_by_frequency() const {
+  std::vector<std::tuple<double, std::uint32_t, std::uint32_t>> score;  // (-freq sum, cluster, layer)
+  const std::size_t n_clusters = geo_.n_clusters();
+  score.reserve(n_clusters * pi2_.layers.size());
+  for (std::size_t l = 0; l < pi2_.layers.size(); ++l)
+    for (std::size_t c = 0; c < n_clusters; ++c) {
+      double s = 0.0;
+      for (std::size_t i = c * geo_.cluster_size; i < (c + 1) * geo_.cluster_size; ++i) s += pi2_.layers[l].freq[i];
+      score.emplace_back(-s, static_cast<std::uint32_t>(c), static_cast<std::uint32_t>(l));
+    }
+  std::sort(score.begin(), score.end());
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> out;
+  out.reserve(score.size());
+  for (const auto& [f, c, l] : score) out.emplace_back(l, c);
+  return out;
+}
+
+void SparseFfn::load_gpu() {
+  const auto t0 = Clock::now();
+  const std::size_t n_layer = pi2_.layers.size(), n_clusters = geo_.n_clusters(), cb = geo_.cluster_bytes();
+  std::vector<std::size_t> per_layer(n_layer, 0);
+  for (std::size_t l = 0; l < n_layer; ++l)
+    for (std::size_t c = 0; c < n_clusters; ++c)
+      if (gpu_[l][c]) per_layer[l] += geo_.cluster_size;
+  const ops::cuda::BundleLayout layout{geo_.type, geo_.dim, geo_.stride, geo_.up_offset(), geo_.down_offset()};
+  gpu_ffn_ = std::make_unique<ops::cuda::NeuronFfn>(layout, engine::cuda_activation(cfg_.activation), per_layer, max_batch_);
+  // Read with O_DIRECT into a staging buffer, a batch of clusters at a time, then copy up.
+  constexpr std::size_t kBatch = 64;
+  engine::WeightStore staging(kBatch * cb);
+  for (std::size_t l = 0; l < n_layer; ++l) {
+    std::size_t pos = 0;  // neuron position in the layer's GPU segment
+    for (std::size_t c0 = 0; c0 < n_clusters;) {
+      std::vector<std::uint32_t> batch;
+      std::vector<io::ReadRequest> reqs;
+      std::size_t c = c0;
+      for (; c < n_clusters && batch.size() < kBatch; ++c) {
+        if (!gpu_[l][c]) continue;
+        append_read(reqs, pi2_.layers[l].bundles_offset + c * cb, cb, staging.data() + batch.size() * cb,
+                    std::max(kMaxReadBytes, cb));
+        batch.push_back(static_cast<std::uint32_t>(c));
+      }
+      c0 = c;
+      if (batch.empty()) continue;
+      read_all(reqs, "read the GPU's neuron clusters");
+      gpu_ffn_->upload(l, pos, staging.data(), batch.size() * geo_.cluster_size);
+      pos += batch.size() * geo_.cluster_size;
+    }
+  }
+  stats_.gpu_load_bytes = plan_.gpu;
+  stats_.gpu_load_s = seconds_since(t0);
+  reader_->reset_stats();
 }
 
 SparseFfn::~SparseFfn() = default;
@@ -179,15 +248,29 @@ bool SparseFfn::sparse_decode() const {
 std::string SparseFfn::io_description() const { return reader_->backend_description(); }
 
 void SparseFfn::reset_stats() {
-  const std::uint64_t lb = stats_.load_bytes;
-  const double ls = stats_.load_s;
+  const std::uint64_t lb = stats_.load_bytes, glb = stats_.gpu_load_bytes;
+  const double ls = stats_.load_s, gls = stats_.gpu_load_s;
   stats_ = SparseStats{};
+  stats_.gpu_load_bytes = glb;
+  stats_.gpu_load_s = gls;
   std::fill(thread_stall_s_.begin(), thread_stall_s_.end(), 0.0);
   std::fill(thread_pred_.begin(), thread_pred_.end(), 0);
   std::fill(thread_act_.begin(), thread_act_.end(), 0);
   reader_->reset_stats();
   stats_.load_bytes = lb;
   stats_.load_s = ls;
+}
+
+void SparseFfn::read_all(std::vector<io::ReadRequest>& reqs, const char* what) {
+  auto flags = std::make_unique<std::atomic<std::uint32_t>[]>(reqs.size());
+  for (std::size_t r = 0; r < reqs.size(); ++r) {
+    flags[r].store(0);
+    reqs[r].done = &flags[r];
+  }
+  reader_->submit(reqs);
+  reader_->wait_idle();
+  for (std::size_t r = 0; r < reqs.size(); ++r)
+    if (flags[r].load() != 1) throw common::IoError(model_.file.path(), what, reader_->last_error());
 }
 
 void SparseFfn::load_hot() {
@@ -201,15 +284,7 @@ void SparseFfn::load_hot() {
       append_read(reqs, off, cb, const_cast<std::uint8_t*>(where_[l][c]), std::max(kMaxReadBytes, cb));
     }
   if (reqs.empty()) return;
-  auto flags = std::make_unique<std::atomic<std::uint32_t>[]>(reqs.size());
-  for (std::size_t r = 0; r < reqs.size(); ++r) {
-    flags[r].store(0);
-    reqs[r].done = &flags[r];
-  }
-  reader_->submit(reqs);
-  reader_->wait_idle();
-  for (std::size_t r = 0; r < reqs.size(); ++r)
-    if (flags[r].load() != 1) throw common::IoError(model_.file.path(), "read the hot neuron clusters", reader_->last_error());
+  read_all(reqs, "read the hot neuron clusters");
   stats_.load_bytes = plan_.hot;
   stats_.load_s = seconds_since(t0);
   reader_->reset_stats();
@@ -371,8 +446,11 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
   PWPI_CHECK(layer < pi2_.layers.size() && n >= 1 && n <= max_batch_);
   const auto t_start = Clock::now();
   const bool dense = opts_.mode == EngineMode::dense || n > 1 || !sparse_decode();
+  if (gpu_ffn_) gpu_ffn_->launch(layer, xb, n);  // the GPU's clusters, while the CPU does the rest
+  // A layer whose clusters are all on the GPU leaves the CPU nothing to predict or compute.
+  const bool cpu_part = std::find(gpu_[layer].begin(), gpu_[layer].end(), false) != gpu_[layer].end();
   quantize_inputs(xb, n);
-  if (!dense) {
+  if (!dense && cpu_part) {
     if (opts_.oracle) {
       exact_active(layer, act_);
     } else {
@@ -394,13 +472,15 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
   requests_.clear();
   const std::size_t N = geo_.cluster_size, cb = geo_.cluster_bytes();
   if (dense) {
-    for (std::uint32_t c = 0; c < geo_.n_clusters(); ++c) items_.push_back({c, 0, 0, nullptr, -1});
-  } else {
+    for (std::uint32_t c = 0; c < geo_.n_clusters(); ++c)
+      if (!gpu_[layer][c]) items_.push_back({c, 0, 0, nullptr, -1});
+  } else if (cpu_part) {
     for (std::size_t k = 0; k < act_.size();) {
       const auto c = static_cast<std::uint32_t>(act_[k] / N);
       std::size_t e = k;
       while (e < act_.size() && act_[e] / N == c) ++e;
-      items_.push_back({c, static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(e - k), nullptr, -1});
+      if (!gpu_[layer][c])
+        items_.push_back({c, static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(e - k), nullptr, -1});
       k = e;
     }
   }
@@ -435,6 +515,11 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
     }
   }
   run_items(layer, n, out, dense);
+  if (gpu_ffn_) {
+    const auto t0 = Clock::now();
+    gpu_ffn_->add_result(out);
+    stats_.gpu_wait_s += seconds_since(t0);
+  }
   if (layer == 0) (dense ? stats_.dense_tokens : stats_.sparse_tokens) += n;
   stats_.predicted_neurons = std::accumulate(thread_pred_.begin(), thread_pred_.end(), std::uint64_t{0});
   stats_.active_neurons = std::accumulate(thread_act_.begin(), thread_act_.end(), std::uint64_t{0});

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/aligned_buffer.hpp"
@@ -20,6 +21,7 @@
 #include "engine/forward.hpp"
 #include "engine/model.hpp"
 #include "io/flash_reader.hpp"
+#include "ops/cuda/cuda_ops.hpp"
 #include "ops/matmul.hpp"
 #include "sparse/pi2_format.hpp"
 
@@ -43,6 +45,9 @@ struct SparseOptions {
   /// 7b model), 0.85 without one (hot by index, the LRU adapts).
   double hot_share = -1.0;
   unsigned queue_depth = 64;    // reads in flight
+  /// > 0: the most frequently active clusters that fit in this many bytes of GPU memory live
+  /// there and are computed there (every token, no prediction), while the CPU computes the rest.
+  std::uint64_t gpu_memory_bytes = 0;
   std::optional<io::ReadBackend> backend;  // forced I/O backend
 };
 
@@ -53,9 +58,10 @@ struct MemoryPlan {
   std::uint64_t stream = 0;       // one layer's FFN: clusters read but not cached
   std::uint64_t hot = 0, cold = 0;
   std::uint64_t ffn_total = 0;
-  std::size_t hot_clusters = 0, cold_slots = 0, total_clusters = 0;
+  std::uint64_t gpu = 0;           // clusters on the GPU (not in host memory)
+  std::size_t hot_clusters = 0, cold_slots = 0, total_clusters = 0, gpu_clusters = 0;
   double offloaded_fraction() const {
-    return ffn_total == 0 ? 0.0 : 1.0 - static_cast<double>(hot + cold) / static_cast<double>(ffn_total);
+    return ffn_total == 0 ? 0.0 : 1.0 - static_cast<double>(hot + cold + gpu) / static_cast<double>(ffn_total);
   }
 };
 
@@ -66,14 +72,18 @@ struct SparseStats {
   std::uint64_t hot_hits = 0, cold_hits = 0, misses = 0;    // clusters
   std::uint64_t reads = 0, bytes_read = 0;
   double stall_s = 0.0;  // compute threads waiting for reads (mean over threads)
+  double gpu_wait_s = 0.0;  // waiting for the GPU's share after the CPU's was done
   double ffn_s = 0.0;
-  std::uint64_t load_bytes = 0;
+  std::uint64_t load_bytes = 0;  // the hot segment, read at start
   double load_s = 0.0;
+  std::uint64_t gpu_load_bytes = 0;  // the GPU's clusters, read and copied up at start
+  double gpu_load_s = 0.0;
 };
 
-/// The budget split for a model; InputError-free: throws UsageError with the numbers when the
-/// fixed segment alone does not fit.
-MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o);
+/// The budget split for a model, `gpu_clusters` of whose clusters live on the GPU; throws
+/// UsageError with the numbers when the fixed segment alone does not fit.
+MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o,
+                       std::size_t gpu_clusters = 0);
 
 class SparseFfn final : public engine::FfnBackend {
  public:
@@ -109,6 +119,11 @@ class SparseFfn final : public engine::FfnBackend {
   void run_items(std::size_t layer, std::size_t n, float* out, bool dense);
   void compute_item(const Item& it, std::size_t n, float* y, std::uint64_t& predicted, std::uint64_t& active) const;
   void load_hot();
+  void load_gpu();
+  /// Submits `reqs`, waits for all of them; IoError ("<file>: cannot <what>: ...") if one fails.
+  void read_all(std::vector<io::ReadRequest>& reqs, const char* what);
+  /// Every (layer, cluster), most frequently active first (ties: lower cluster, then layer).
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> clusters_by_frequency() const;
 
   const engine::Model& model_;
   const Pi2Model& pi2_;
@@ -124,6 +139,8 @@ class SparseFfn final : public engine::FfnBackend {
   engine::WeightStore hot_store_, cold_store_, stream_store_;
   std::vector<std::vector<const std::uint8_t*>> where_;  // [layer][cluster] -> bytes, nullptr: on storage
   std::vector<std::vector<bool>> hot_;                    // [layer][cluster]
+  std::vector<std::vector<bool>> gpu_;                    // [layer][cluster] computed on the GPU
+  std::unique_ptr<ops::cuda::NeuronFfn> gpu_ffn_;
   // Cold LRU over slots: owner, intrusive list, last-use stamp.
   std::vector<std::int64_t> slot_owner_;  // layer * n_clusters + cluster, -1: free
   std::vector<std::int32_t> lru_prev_, lru_next_;
