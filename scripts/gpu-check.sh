@@ -126,20 +126,23 @@ if [[ "$skip" != *" sparse "* ]]; then
     step profile-activations "$cli" profile-activations -m "$model" --random-tokens 1024 --window 256 -o "$conv" -t "$threads" &&
     step train-predictor "$cli" train-predictor -m "$model" --random-tokens 1536 --samples 1024 --window 256 -o "$conv" -t "$threads"
   if [[ -s "$conv" ]]; then
-    sparse_run() {  # NAME ARGS...
-      local name="$1"; shift
-      step "sparse-$name" bash -c "'$cli' bench -m '$conv' -p 0 -n 32 -r 2 -t $threads --json $* > '$out/sparse-$name.json'"
+    sparse_run() {  # NAME THREADS ARGS...
+      local name="$1" t="$2"; shift 2
+      step "sparse-$name" bash -c "'$cli' bench -m '$conv' -p 0 -n 32 -r 2 -t $t --json $* > '$out/sparse-$name.json'"
     }
-    sparse_run dense-cpu-mem "--mode dense"
-    sparse_run cpu-mem ""
-    sparse_run gpu-mem "--device cuda"
-    sparse_run cpu-off50 "--offload-ffn 0.5"
-    sparse_run gpu640m-off50 "--offload-ffn 0.5 --device cuda --gpu-memory 640MiB"
-    sparse_run gpu-off50 "--offload-ffn 0.5 --device cuda"
+    sparse_run dense-cpu-mem "$threads" "--mode dense"
+    sparse_run cpu-mem "$threads" ""
+    sparse_run gpu-mem "$threads" "--device cuda"
+    sparse_run cpu-off50 "$threads" "--offload-ffn 0.5"
+    sparse_run gpu640m-off50 "$threads" "--offload-ffn 0.5 --device cuda --gpu-memory 640MiB"
+    sparse_run gpu-off50 "$threads" "--offload-ffn 0.5 --device cuda"
+    # A phone-sized CPU share: 4 threads.
+    sparse_run cpu-off50-t4 4 "--offload-ffn 0.5"
+    sparse_run gpu640m-off50-t4 4 "--offload-ffn 0.5 --device cuda --gpu-memory 640MiB"
     note ""
     note "| 1b dReLU sparse decode | tok/s | FFN on GPU | MiB read/token | GPU wait ms/token |"
     note "| --- | ---: | ---: | ---: | ---: |"
-    for name in dense-cpu-mem cpu-mem gpu-mem cpu-off50 gpu640m-off50 gpu-off50; do
+    for name in dense-cpu-mem cpu-mem gpu-mem cpu-off50 gpu640m-off50 gpu-off50 cpu-off50-t4 gpu640m-off50-t4; do
       f="$out/sparse-$name.json"
       [[ -s "$f" ]] || continue
       note "$(awk -v n="$name" -v tg="$(json_num decode_tok_s "$f")" -v share="$(json_num gpu_ffn_share "$f")" \

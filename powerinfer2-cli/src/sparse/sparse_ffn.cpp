@@ -514,7 +514,10 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
       for (double& s : thread_stall_s_) s += waited;
     }
   }
-  run_items(layer, n, out, dense);
+  if (items_.empty())  // every cluster of the layer is on the GPU
+    std::fill(out, out + n * cfg_.dim, 0.0f);
+  else
+    run_items(layer, n, out, dense);
   if (gpu_ffn_) {
     const auto t0 = Clock::now();
     gpu_ffn_->add_result(out);

@@ -186,7 +186,46 @@ __global__ void attention_kernel(const float* __restrict__ q, const float* __res
   }
   float m = -INFINITY, l = 0.0f;
   const int n_pos = pos0 + i + 1;
-  for (int t = 0; t < n_pos; ++t) {
+  const std::size_t head_off = static_cast<std::size_t>(kvh) * head_dim;
+  int t0 = 0;
+  for (; t0 + 4 <= n_pos; t0 += 4) {  // four positions at a time: independent loads in flight
+    float s4[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const float* kt = k + static_cast<std::size_t>(t0 + u) * kv_stride + head_off;
+      float s = 0.0f;
+#pragma unroll
+      for (int r = 0; r < kMaxDimsPerLane; ++r) {
+        const int d = lane + 32 * r;
+        if (d < head_dim) s += qd[r] * kt[d];
+      }
+      s4[u] = s;
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+      for (int u = 0; u < 4; ++u) s4[u] += __shfl_xor_sync(0xffffffffu, s4[u], off);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) s4[u] *= scale;
+    const float m_new = fmaxf(m, fmaxf(fmaxf(s4[0], s4[1]), fmaxf(s4[2], s4[3])));
+    const float corr = expf(m - m_new);
+    float e4[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) e4[u] = expf(s4[u] - m_new);
+    l = l * corr + ((e4[0] + e4[1]) + (e4[2] + e4[3]));
+#pragma unroll
+    for (int r = 0; r < kMaxDimsPerLane; ++r) {
+      const int d = lane + 32 * r;
+      if (d < head_dim) {
+        float a = acc[r] * corr;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) a += e4[u] * v[static_cast<std::size_t>(t0 + u) * kv_stride + head_off + d];
+        acc[r] = a;
+      }
+    }
+    m = m_new;
+  }
+  for (int t = t0; t < n_pos; ++t) {
     const float* kt = k + static_cast<std::size_t>(t) * kv_stride + static_cast<std::size_t>(kvh) * head_dim;
     const float* vt = v + static_cast<std::size_t>(t) * kv_stride + static_cast<std::size_t>(kvh) * head_dim;
     float s = 0.0f;
@@ -321,21 +360,26 @@ __global__ void neuron_down_kernel(const std::uint8_t* __restrict__ bundles, std
   for (int k = 0; k < nt; ++k) partial[(static_cast<std::size_t>(s) * kDownTokens + k) * dim + d] = acc[k];
 }
 
-// out[t0 + k][d] = sum over slices of partial[s][k][d].
-__global__ void slice_sum_kernel(const float* __restrict__ partial, int slices, int nt, int dim, int t0,
+// out[t0 + k][d] = sum over slices of partial[s][k][d]: a block per (32 outputs, token), its
+// kSumRows rows of threads each summing every kSumRows-th slice, then one row adds them up
+// (a single thread walking all 256 slices was a 100 us chain of loads per layer).
+constexpr int kSumRows = 16;
+__global__ void slice_sum_kernel(const float* __restrict__ partial, int slices, int dim, int t0,
                                  float* __restrict__ out) {
-  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-  if (i >= nt * dim) return;
-  const int k = i / dim, d = i % dim;
-  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four loads in flight
-  const std::size_t step = static_cast<std::size_t>(kDownTokens) * dim;
-  const float* p = partial + static_cast<std::size_t>(k) * dim + d;
-  int sl = 0;
-  for (; sl + 4 <= slices; sl += 4)
+  __shared__ float part[kSumRows][33];
+  const int d = static_cast<int>(blockIdx.x * 32 + threadIdx.x), k = static_cast<int>(blockIdx.y);
+  float s = 0.0f;
+  if (d < dim)
+    for (int sl = static_cast<int>(threadIdx.y); sl < slices; sl += kSumRows)
+      s += partial[(static_cast<std::size_t>(sl) * kDownTokens + k) * dim + d];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && d < dim) {
+    float t = 0.0f;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) s[r] += p[(sl + r) * step];
-  for (; sl < slices; ++sl) s[0] += p[sl * step];
-  out[static_cast<std::size_t>(t0 + k) * dim + d] = (s[0] + s[1]) + (s[2] + s[3]);
+    for (int r = 0; r < kSumRows; ++r) t += part[r][threadIdx.x];
+    out[static_cast<std::size_t>(t0 + k) * dim + d] = t;
+  }
 }
 
 int act_code(Activation a) {
@@ -606,6 +650,32 @@ void GemmRunner::activate(float* g, const float* u, std::size_t count, Activatio
 
 // ---- NeuronFfn
 
+namespace {
+
+template <Kind K>
+void run_neurons(const BundleLayout& L, const std::uint8_t* b, int count, const float* x, int n, int act, float* h,
+                 float* partial, float* out, cudaStream_t st) {
+  const int dim = static_cast<int>(L.dim);
+  const std::size_t threads = static_cast<std::size_t>(count) * 32;
+  neuron_h_kernel<K><<<grid_for(threads), kThreads, 0, st>>>(b, L.stride, L.up_offset, count, dim, x, n, act, h);
+  PWPI_CUDA_CHECK_LAUNCH("neuron_h_kernel");
+  const int slices = slices_for(count);
+  const int slice = (count + slices - 1) / slices;
+  PWPI_CHECK(slice <= kMaxSlice);
+  const dim3 grid(static_cast<unsigned>((dim + kDownThreads - 1) / kDownThreads), static_cast<unsigned>(slices));
+  for (int t0 = 0; t0 < n; t0 += kDownTokens) {
+    const int nt = std::min(kDownTokens, n - t0);
+    neuron_down_kernel<K><<<grid, kDownThreads, 0, st>>>(b, L.stride, L.down_offset, count, dim, h, t0, nt, slice,
+                                                         partial);
+    PWPI_CUDA_CHECK_LAUNCH("neuron_down_kernel");
+    slice_sum_kernel<<<dim3(static_cast<unsigned>((dim + 31) / 32), static_cast<unsigned>(nt)), dim3(32, kSumRows), 0,
+                       st>>>(partial, slices, dim, t0, out);
+    PWPI_CUDA_CHECK_LAUNCH("slice_sum_kernel");
+  }
+}
+
+}  // namespace
+
 struct NeuronFfn::Impl {
   BundleLayout layout;
   Kind kind;
@@ -618,6 +688,35 @@ struct NeuronFfn::Impl {
   PinnedFloats x_host, out_host;
   std::size_t pending_n = 0, pending_count = 0;
   bool pending = false;
+  // Decode (one token): each layer's copies and kernels captured once as a CUDA graph, then
+  // replayed with one launch (the separate launches cost ~100 us per layer in a VM).
+  std::vector<cudaGraphExec_t> graphs;  // [layer], nullptr until the first one-token launch
+
+  ~Impl() {
+    for (cudaGraphExec_t g : graphs)
+      if (g) cudaGraphExecDestroy(g);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  // Queues the layer's work for n tokens on the stream: x_host -> device, kernels, -> out_host.
+  void enqueue(std::size_t layer, std::size_t n) {
+    const std::size_t dim = layout.dim;
+    float* xd = static_cast<float*>(x.get());
+    float* od = static_cast<float*>(out.get());
+    PWPI_CUDA_CHECK(cudaMemcpyAsync(xd, x_host.p, n * dim * sizeof(float), cudaMemcpyHostToDevice, stream.s));
+    const auto* b = static_cast<const std::uint8_t*>(bundles[layer].get());
+    float* hd = static_cast<float*>(h.get());
+    float* pd = static_cast<float*>(partial.get());
+    const int c = static_cast<int>(counts[layer]), nn = static_cast<int>(n);
+    switch (kind) {
+      case Kind::f32: run_neurons<Kind::f32>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
+      case Kind::f16: run_neurons<Kind::f16>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
+      case Kind::q8_0: run_neurons<Kind::q8_0>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
+      case Kind::q4_0: run_neurons<Kind::q4_0>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
+    }
+    PWPI_CUDA_CHECK(cudaMemcpyAsync(out_host.p, od, n * dim * sizeof(float), cudaMemcpyDeviceToHost, stream.s));
+  }
 
   Impl(const BundleLayout& l, Activation a, std::span<const std::size_t> per_layer, std::size_t t)
       : layout(l),
@@ -634,6 +733,7 @@ struct NeuronFfn::Impl {
     partial = DeviceBytes(static_cast<std::size_t>(slices_for(static_cast<int>(std::max<std::size_t>(max_neurons, 1)))) *
                           kDownTokens * l.dim * sizeof(float));
     out = DeviceBytes(t * l.dim * sizeof(float));
+    graphs.assign(counts.size(), nullptr);
   }
 };
 
@@ -666,31 +766,6 @@ void NeuronFfn::upload(std::size_t layer, std::size_t first, const std::uint8_t*
   m.bundles[layer].upload(src, count * m.layout.stride, first * m.layout.stride);
 }
 
-namespace {
-
-template <Kind K>
-void run_neurons(const BundleLayout& L, const std::uint8_t* b, int count, const float* x, int n, int act, float* h,
-                 float* partial, float* out, cudaStream_t st) {
-  const int dim = static_cast<int>(L.dim);
-  const std::size_t threads = static_cast<std::size_t>(count) * 32;
-  neuron_h_kernel<K><<<grid_for(threads), kThreads, 0, st>>>(b, L.stride, L.up_offset, count, dim, x, n, act, h);
-  PWPI_CUDA_CHECK_LAUNCH("neuron_h_kernel");
-  const int slices = slices_for(count);
-  const int slice = (count + slices - 1) / slices;
-  PWPI_CHECK(slice <= kMaxSlice);
-  const dim3 grid(static_cast<unsigned>((dim + kDownThreads - 1) / kDownThreads), static_cast<unsigned>(slices));
-  for (int t0 = 0; t0 < n; t0 += kDownTokens) {
-    const int nt = std::min(kDownTokens, n - t0);
-    neuron_down_kernel<K><<<grid, kDownThreads, 0, st>>>(b, L.stride, L.down_offset, count, dim, h, t0, nt, slice,
-                                                         partial);
-    PWPI_CUDA_CHECK_LAUNCH("neuron_down_kernel");
-    slice_sum_kernel<<<grid_for(static_cast<std::size_t>(nt) * dim), kThreads, 0, st>>>(partial, slices, nt, dim, t0,
-                                                                                        out);
-    PWPI_CUDA_CHECK_LAUNCH("slice_sum_kernel");
-  }
-}
-
-}  // namespace
 
 void NeuronFfn::launch(std::size_t layer, const float* x, std::size_t n) {
   Impl& m = *impl_;
@@ -700,22 +775,31 @@ void NeuronFfn::launch(std::size_t layer, const float* x, std::size_t n) {
   m.pending_count = count;
   m.pending = true;
   if (count == 0) return;
-  const std::size_t dim = m.layout.dim;
-  std::copy(x, x + n * dim, m.x_host.p);
-  float* xd = static_cast<float*>(m.x.get());
-  float* od = static_cast<float*>(m.out.get());
-  PWPI_CUDA_CHECK(cudaMemcpyAsync(xd, m.x_host.p, n * dim * sizeof(float), cudaMemcpyHostToDevice, m.stream.s));
-  const auto* b = static_cast<const std::uint8_t*>(m.bundles[layer].get());
-  float* h = static_cast<float*>(m.h.get());
-  float* partial = static_cast<float*>(m.partial.get());
-  const int c = static_cast<int>(count), nn = static_cast<int>(n);
-  switch (m.kind) {
-    case Kind::f32: run_neurons<Kind::f32>(m.layout, b, c, xd, nn, m.act, h, partial, od, m.stream.s); break;
-    case Kind::f16: run_neurons<Kind::f16>(m.layout, b, c, xd, nn, m.act, h, partial, od, m.stream.s); break;
-    case Kind::q8_0: run_neurons<Kind::q8_0>(m.layout, b, c, xd, nn, m.act, h, partial, od, m.stream.s); break;
-    case Kind::q4_0: run_neurons<Kind::q4_0>(m.layout, b, c, xd, nn, m.act, h, partial, od, m.stream.s); break;
+  std::copy(x, x + n * m.layout.dim, m.x_host.p);
+  if (n > 1) {
+    m.enqueue(layer, n);
+    return;
   }
-  PWPI_CUDA_CHECK(cudaMemcpyAsync(m.out_host.p, od, n * dim * sizeof(float), cudaMemcpyDeviceToHost, m.stream.s));
+  cudaGraphExec_t& exec = m.graphs[layer];
+  if (exec == nullptr) {
+    cudaGraph_t graph = nullptr;
+    PWPI_CUDA_CHECK(cudaStreamBeginCapture(m.stream.s, cudaStreamCaptureModeThreadLocal));
+    try {
+      m.enqueue(layer, 1);
+    } catch (...) {
+      cudaStreamEndCapture(m.stream.s, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    PWPI_CUDA_CHECK(cudaStreamEndCapture(m.stream.s, &graph));
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      exec = nullptr;
+      PWPI_CUDA_CHECK(e);
+    }
+  }
+  PWPI_CUDA_CHECK(cudaGraphLaunch(exec, m.stream.s));
 }
 
 void NeuronFfn::add_result(float* out) {
