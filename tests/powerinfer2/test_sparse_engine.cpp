@@ -343,6 +343,22 @@ TEST_CASE("powerinfer2 sparse: memory plans and refusals", "[unit]") {
   CHECK(p.fixed + p.stream + p.hot + p.cold <= o.memory_budget_bytes);
   CHECK(p.hot + p.cold + m.geo.cluster_bytes() > m.ffn_bytes() / 2);
   CHECK(p.offloaded_fraction() == Approx(0.5).margin(0.1));
+  // A third of the clusters on the GPU: the host budget goes to the rest, and with the same
+  // budget less of the FFN is left on storage.
+  const std::size_t on_gpu = p.total_clusters / 3;
+  const sp::MemoryPlan g = sp::plan_memory(m, 1000000, o, on_gpu);
+  CHECK(g.gpu_clusters == on_gpu);
+  CHECK(g.gpu == on_gpu * m.geo.cluster_bytes());
+  CHECK(g.hot_clusters + g.cold_slots <= g.total_clusters - on_gpu);
+  CHECK(g.fixed + g.stream + g.hot + g.cold <= o.memory_budget_bytes);
+  CHECK(g.offloaded_fraction() < p.offloaded_fraction() - 0.2);
+  // Everything but what the GPU holds fits: nothing is streamed.
+  sp::SparseOptions roomy = o;
+  roomy.memory_budget_bytes = 1000000 + m.ffn_bytes() - g.gpu;
+  const sp::MemoryPlan rp = sp::plan_memory(m, 1000000, roomy, on_gpu);
+  CHECK(rp.stream == 0);
+  CHECK(rp.hot_clusters == rp.total_clusters - on_gpu);
+  CHECK(rp.offloaded_fraction() == Approx(0.0).margin(1e-9));
   o.memory_budget_bytes = 1000000;
   try {
     (void)sp::plan_memory(m, 1000000, o);
