@@ -31,7 +31,8 @@ void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--gpu-memory", o.gpu_memory,
-                  "GPU memory the engine may take (e.g. 8GiB; default: 90% of the free memory)");
+                  "GPU memory the engine may take (e.g. 8GiB; default: 90% of the free memory; ignored when "
+                  "--device auto finds no device)");
 }
 
 engine::RuntimeOptions runtime_options(const SparseCliOptions& o, std::size_t threads, std::size_t n_ctx) {

@@ -370,9 +370,10 @@ TEST_CASE("powerinfer2 cuda: without a device, --device cuda is refused with one
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("no CUDA device") != std::string::npos);
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= 2);  // the error line and its hint
-  // auto falls back to the CPU.
+  // auto falls back to the CPU, --gpu-memory then unused.
   const auto a = testing::run_cli(POWERINFER2_CLI, "generate -m " + testing::shell_quote(path.string()) +
-                                                       " -p hi -n 2 --device auto");
+                                                       " -p hi -n 2 --device auto --gpu-memory 1GiB");
+  INFO(a.err);
   CHECK(a.exit_code == 0);
 }
 

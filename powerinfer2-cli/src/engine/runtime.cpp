@@ -40,8 +40,8 @@ Runtime::Runtime(const std::string& path, const RuntimeOptions& o)
                                " has " + std::to_string(info.free_memory_bytes >> 20) + " MiB free");
     gpu = std::make_unique<GpuProducts>(model, forward.max_batch(), forward.n_ctx(), gpu_memory_budget);
     forward.set_product_offload(gpu.get());
-  } else if (o.gpu_memory_bytes > 0) {
-    throw common::UsageError("--gpu-memory needs --device cuda or auto (with a device)");
+  } else if (o.gpu_memory_bytes > 0 && o.device == Device::cpu) {  // auto without a device: ignored
+    throw common::UsageError("--gpu-memory needs --device cuda or auto");
   }
   if (!model.pi2) {
     if (o.offload_ffn || o.sparse.memory_budget_bytes != 0 || o.sparse.oracle ||
