@@ -361,6 +361,53 @@ TEST_CASE("powerinfer2 cuda: hot neurons on the GPU give the CPU-only sparse eng
   }
 }
 
+// The forward pass's offload hook without a device: a stand-in computing the products with the
+// scalar reference kernels must give the CPU engine's logits, and the hook must be asked for
+// every product of a prompt (q/k/v, o, the head) and for each layer's FFN (declined here: the
+// engine then computes it itself).
+TEST_CASE("powerinfer2 cuda: the offload hook gets every prompt product (a CPU stand-in)", "[unit]") {
+  struct StandIn final : eng::ProductOffload {
+    std::size_t products_calls = 0, ffn_calls = 0, layers_calls = 0;
+    bool products(std::span<const ops::Product> ps, const float* x, std::size_t n) override {
+      for (const ops::Product& p : ps) ops::ref::matmul(*p.w, {x, n * p.w->n_cols}, n, p.y);
+      ++products_calls;
+      return true;
+    }
+    bool ffn(std::size_t, const float*, std::size_t, float*) override {
+      ++ffn_calls;
+      return false;
+    }
+    bool layers(float*, std::size_t, std::size_t, const Batch&) override {
+      ++layers_calls;
+      return false;
+    }
+  };
+  testing::TempDir dir;
+  const auto path = tiny_model(dir, "m.gguf", io::GgmlType::Q8_0, mdl::FfnActivation::swiglu);
+  common::ThreadPool pool(2);
+  const eng::Model model(path.string(), &pool, /*repack=*/false);  // GGUF layout: what ref:: reads
+  const std::vector<mdl::TokenId> prompt = some_tokens(40, model.config.vocab);
+  const std::size_t vocab = model.config.vocab;
+  eng::Forward cpu(model, pool, 64, 16);
+  std::vector<float> want(prompt.size() * vocab), got(prompt.size() * vocab, NAN);
+  cpu.prefill(prompt, 0, want);
+  StandIn hook;
+  eng::Forward fwd(model, pool, 64, 16);
+  fwd.set_product_offload(&hook);
+  fwd.prefill(prompt, 0, got);
+  const double e = rel_error(got, std::vector<double>(want.begin(), want.end()));
+  INFO("logits rel error " << e);
+  CHECK(e < 1e-5);  // the same Q8_0 activations, another summation order
+  const std::size_t batches = 3, layers = model.config.n_layer;  // 40 tokens in batches of 16
+  CHECK(hook.layers_calls == batches);
+  CHECK(hook.ffn_calls == batches * layers);
+  CHECK(hook.products_calls == batches * (2 * layers + 1));  // q/k/v and o per layer, the head
+  // One token (decode) never goes to the hook.
+  const std::size_t before = hook.products_calls;
+  (void)fwd.decode(5, prompt.size());
+  CHECK(hook.products_calls == before);
+}
+
 TEST_CASE("powerinfer2 cuda: without a device, --device cuda is refused with one line", "[unit]") {
   if (common::cuda::device_count() > 0) PWPI_SKIP("a CUDA device is present: the refusal cannot be seen");
   testing::TempDir dir;
