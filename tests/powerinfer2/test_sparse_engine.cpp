@@ -233,6 +233,58 @@ TEST_CASE("powerinfer2 sparse: with the oracle predictor, sparse output equals d
     }
 }
 
+TEST_CASE("powerinfer2 sparse: a streamed cluster with few predicted neurons reads only their pages", "[unit]") {
+  // dim 256 in F32: 3 KiB bundles, clusters of 4 span three 4 KiB pages, so one neuron's
+  // bundle needs one or two of them.
+  testing::TempDir dir;
+  mm::MakeModelOptions mo;
+  mo.shape = *mm::find_preset("tiny");
+  mo.shape.dim = 256;
+  mo.shape.ffn_dim = 512;
+  mo.type = io::GgmlType::F32;
+  mo.activation = mdl::FfnActivation::drelu;
+  mo.sparsity = 0.9;
+  mo.seed = 5;
+  const auto dense_path = dir / "w.gguf";
+  {
+    common::ThreadPool pool(2);
+    mm::make_model(mo, dense_path.string(), pool);
+  }
+  const auto conv = dir / "w.pi2.gguf";
+  convert(dense_path, conv, 4);
+  const auto prompt = some_tokens(7, 512, 9);
+  std::vector<float> dense_logits;
+  std::vector<mdl::TokenId> dense_tokens;
+  {
+    common::ThreadPool pool(2);
+    const eng::Model m(dense_path.string(), &pool);
+    eng::Forward f(m, pool, 64);
+    dense_logits = run(f, prompt, 10, &dense_tokens);
+  }
+  for (const bool cold_cache : {false, true}) {
+    eng::RuntimeOptions o;
+    o.n_ctx = 64;
+    o.sparse.oracle = true;
+    o.sparse.cold_cache = cold_cache;  // no cold slots: misses are streamed, read in part
+    o.offload_ffn = 0.75;
+    eng::Runtime rt(conv.string(), o);
+    REQUIRE(rt.sparse->plan().stream > 0);
+    std::vector<mdl::TokenId> tokens;
+    const std::vector<float> logits = run(rt.forward, prompt, 10, &tokens);
+    const sp::SparseStats& st = rt.sparse->stats();
+    const std::uint64_t cb = rt.model.pi2->geo.cluster_bytes();
+    INFO("cold cache " << cold_cache << ": max rel diff " << max_rel_diff(dense_logits, logits) << ", " << st.misses
+                       << " misses, " << st.bytes_read << " bytes read (whole clusters: " << st.misses * cb << ")");
+    CHECK(cb == 3 * 4096);
+    CHECK(tokens == dense_tokens);
+    CHECK(max_rel_diff(dense_logits, logits) <= 1e-4);
+    REQUIRE(st.misses > 0);
+    CHECK(st.bytes_read % 4096 == 0);
+    // Prompts stream whole clusters; decode's streamed misses read only the pages they need.
+    if (!cold_cache) CHECK(st.bytes_read < st.misses * cb);
+  }
+}
+
 TEST_CASE("powerinfer2 sparse: profiling sorts neurons hottest first without changing the output", "[unit]") {
   testing::TempDir dir;
   const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F16, mdl::FfnActivation::drelu, 11);

@@ -162,8 +162,8 @@ SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const
 
   const std::size_t dim = cfg_.dim, ffn = cfg_.ffn_dim, threads = pool_.size();
   items_.reserve(n_clusters);
-  requests_.reserve(n_clusters);
-  flags_ = std::make_unique<std::atomic<std::uint32_t>[]>(n_clusters);
+  requests_.reserve(ffn);  // at most one read per neuron (partial clusters), else per cluster
+  flags_ = std::make_unique<std::atomic<std::uint32_t>[]>(std::max(ffn, n_clusters));
   act_.reserve(ffn);
   truth_.reserve(ffn);
   std::size_t rank = 1;
@@ -404,18 +404,20 @@ void SparseFfn::run_items(std::size_t layer, std::size_t n, float* out, bool den
     std::uint64_t pred = 0, act = 0;
     for (std::size_t k; (k = next.fetch_add(1, std::memory_order_relaxed)) < order.size();) {
       const Item& it = items_[order[k]];
-      if (it.request >= 0) {
-        std::atomic<std::uint32_t>& f = flags_[static_cast<std::size_t>(it.request)];
+      bool ok = true;
+      for (std::int32_t r = it.request; r >= 0 && r <= it.request_last; ++r) {
+        std::atomic<std::uint32_t>& f = flags_[static_cast<std::size_t>(r)];
         std::uint32_t v = f.load(std::memory_order_acquire);
         if (v == 0) {
           const auto t0 = Clock::now();
           v = io::wait_done(f);
           stall += seconds_since(t0);
         }
-        if (v != 1) {
-          failed.store(true);
-          continue;
-        }
+        ok = ok && v == 1;
+      }
+      if (!ok) {
+        failed.store(true);
+        continue;
       }
       compute_item(it, n, y, pred, act);
     }
@@ -428,8 +430,9 @@ void SparseFfn::run_items(std::size_t layer, std::size_t n, float* out, bool den
   if (failed.load()) {
     // Forget the slots whose reads failed, then report.
     for (const Item& it : items_)
-      if (it.request >= 0 && flags_[static_cast<std::size_t>(it.request)].load() != 1 && !hot_[layer][it.cluster])
-        where_[layer][it.cluster] = nullptr;
+      for (std::int32_t r = it.request; r >= 0 && r <= it.request_last; ++r)
+        if (flags_[static_cast<std::size_t>(r)].load() != 1 && !hot_[layer][it.cluster])
+          where_[layer][it.cluster] = nullptr;
     throw common::IoError(model_.file.path(), "read neuron clusters", reader_->last_error());
   }
   for (std::size_t t = 0; t < n; ++t) {
@@ -495,9 +498,36 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
     ++stats_.misses;
     std::uint8_t* dest = nullptr;
     if (!dense && plan_.cold_slots > 0) dest = claim_slot(layer, it.cluster, stamp_);
+    // A cluster cached in a cold slot is read whole; one computed from the stream buffer and
+    // then dropped needs only the 4 KiB pages holding its predicted neurons' bundles.
+    const bool whole = dest != nullptr || it.count == 0;
     if (dest == nullptr) dest = stream_store_.data() + static_cast<std::size_t>(it.cluster) * cb;
     it.data = dest;
-    it.request = append_read(requests_, base_off + static_cast<std::uint64_t>(it.cluster) * cb, cb, dest, kMaxReadBytes);
+    const std::uint64_t cluster_off = base_off + static_cast<std::uint64_t>(it.cluster) * cb;
+    if (whole) {
+      it.request = it.request_last = append_read(requests_, cluster_off, cb, dest, kMaxReadBytes);
+      continue;
+    }
+    const std::size_t c0 = static_cast<std::size_t>(it.cluster) * N;
+    std::size_t lo = 0, hi = 0;  // the page span being gathered, relative to the cluster
+    auto flush = [&] {
+      const std::int32_t r = append_read(requests_, cluster_off + lo, hi - lo, dest + lo, kMaxReadBytes);
+      if (it.request < 0) it.request = r;
+      it.request_last = r;
+    };
+    for (std::size_t k = it.first; k < it.first + it.count; ++k) {
+      const std::size_t rel = (act_[k] - c0) * geo_.stride;
+      const std::size_t p0 = rel / kClusterAlign * kClusterAlign;
+      const std::size_t p1 = std::min(cb, (rel + geo_.stride + kClusterAlign - 1) / kClusterAlign * kClusterAlign);
+      if (hi > lo && p0 <= hi) {
+        hi = std::max(hi, p1);
+      } else {
+        if (hi > lo) flush();
+        lo = p0;
+        hi = p1;
+      }
+    }
+    flush();
   }
   for (std::size_t r = 0; r < requests_.size(); ++r) {
     flags_[r].store(0, std::memory_order_relaxed);

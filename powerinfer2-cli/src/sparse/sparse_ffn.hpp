@@ -108,7 +108,8 @@ class SparseFfn final : public engine::FfnBackend {
     std::uint32_t cluster = 0;
     std::uint32_t first = 0, count = 0;  // active neurons: act_[first, first + count); count 0: all
     const std::uint8_t* data = nullptr;  // the cluster's bytes (set before compute)
-    std::int32_t request = -1;           // index of the read it waits for (-1: resident)
+    std::int32_t request = -1;           // first of the reads it waits for (-1: resident)
+    std::int32_t request_last = -1;      // last of them (a partial cluster may take several)
   };
 
   void predict(std::size_t layer, const float* xb);
