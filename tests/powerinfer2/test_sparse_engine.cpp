@@ -84,6 +84,15 @@ std::vector<float> run(eng::Forward& f, std::span<const mdl::TokenId> prompt, st
   return all;
 }
 
+// run() on the dense engine of the model at `path` (context 64).
+std::vector<float> run_dense(const std::filesystem::path& path, std::span<const mdl::TokenId> prompt, std::size_t steps,
+                             std::vector<mdl::TokenId>* out_tokens) {
+  common::ThreadPool pool(2);
+  const eng::Model m(path.string(), &pool);
+  eng::Forward f(m, pool, 64);
+  return run(f, prompt, steps, out_tokens);
+}
+
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   REQUIRE(a.size() == b.size());
   double mx = 0.0, scale = 0.0;
@@ -186,14 +195,8 @@ TEST_CASE("powerinfer2 sparse: with the oracle predictor, sparse output equals d
       const auto conv = dir / "d.pi2.gguf";
       convert(dense_path, conv, 4);
       const auto prompt = some_tokens(9, 512, 3);
-      std::vector<float> dense_logits;
       std::vector<mdl::TokenId> dense_tokens;
-      {
-        common::ThreadPool pool(2);
-        const eng::Model m(dense_path.string(), &pool);
-        eng::Forward f(m, pool, 64);
-        dense_logits = run(f, prompt, 12, &dense_tokens);
-      }
+      const std::vector<float> dense_logits = run_dense(dense_path, prompt, 12, &dense_tokens);
       std::vector<float> unlimited;
       struct Case {
         const char* name;
@@ -253,14 +256,8 @@ TEST_CASE("powerinfer2 sparse: a streamed cluster with few predicted neurons rea
   const auto conv = dir / "w.pi2.gguf";
   convert(dense_path, conv, 4);
   const auto prompt = some_tokens(7, 512, 9);
-  std::vector<float> dense_logits;
   std::vector<mdl::TokenId> dense_tokens;
-  {
-    common::ThreadPool pool(2);
-    const eng::Model m(dense_path.string(), &pool);
-    eng::Forward f(m, pool, 64);
-    dense_logits = run(f, prompt, 10, &dense_tokens);
-  }
+  const std::vector<float> dense_logits = run_dense(dense_path, prompt, 10, &dense_tokens);
   for (const bool cold_cache : {false, true}) {
     eng::RuntimeOptions o;
     o.n_ctx = 64;

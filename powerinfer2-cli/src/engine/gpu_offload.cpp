@@ -64,23 +64,26 @@ GpuProducts::GpuProducts(const Model& model, std::size_t max_batch, std::size_t 
   const std::uint64_t kv = 2 * std::uint64_t{cfg_.n_layer} * n_ctx * kvd * sizeof(float);
   const std::uint64_t run = sizeof(float) * (max_batch * (dim + std::max(dim, qd) + 2 * qd + 2 * half) +
                                              (with_ffn_ ? 2 * max_batch * ffn : 0) + 2 * std::size_t{cfg_.n_layer} * dim);
-  const std::uint64_t whole_scratch = ops::cuda::GemmRunner::scratch_bytes(
-      max_batch, std::max(max_cols, head.n_cols), std::max(max_rows, head.n_rows),
-      std::max(max_elements, head.n_rows * head.n_cols));
+  // The runner's sizes: the layers' matrices, and the head too for whole layers.
+  struct Sizes {
+    std::size_t cols, rows, elements;
+  };
+  const Sizes layer_sizes{max_cols, max_rows, max_elements};
+  const Sizes whole_sizes{std::max(max_cols, head.n_cols), std::max(max_rows, head.n_rows),
+                          std::max(max_elements, head.n_rows * head.n_cols)};
+  auto scratch_for = [&](const Sizes& z) {
+    return ops::cuda::GemmRunner::scratch_bytes(max_batch, z.cols, z.rows, z.elements);
+  };
   whole_ = head_ok && cfg_.head_dim <= kMaxHeadDim &&
-           whole_scratch + weights + (head_ok ? bytes_of(head) : 0) + kv + run <= memory_bytes;
-
-  const std::uint64_t scratch =
-      whole_ ? whole_scratch : ops::cuda::GemmRunner::scratch_bytes(max_batch, max_cols, max_rows, max_elements);
+           scratch_for(whole_sizes) + weights + bytes_of(head) + kv + run <= memory_bytes;
+  const Sizes& sizes = whole_ ? whole_sizes : layer_sizes;
+  const std::uint64_t scratch = scratch_for(sizes);
   if (scratch >= memory_bytes)
     throw common::UsageError("--gpu-memory " + std::to_string(memory_bytes >> 20) +
                                  " MiB is too small: the GPU products need " + std::to_string(scratch >> 20) +
                                  " MiB of scratch alone",
                              "give more, or --device cpu");
-  runner_ = whole_ ? std::make_unique<ops::cuda::GemmRunner>(max_batch, std::max(max_cols, head.n_cols),
-                                                             std::max(max_rows, head.n_rows),
-                                                             std::max(max_elements, head.n_rows * head.n_cols))
-                   : std::make_unique<ops::cuda::GemmRunner>(max_batch, max_cols, max_rows, max_elements);
+  runner_ = std::make_unique<ops::cuda::GemmRunner>(max_batch, sizes.cols, sizes.rows, sizes.elements);
   device_bytes_ = scratch;
 
   auto upload = [&](const ops::WeightMatrix& w, const std::string& name) {
@@ -88,14 +91,12 @@ GpuProducts::GpuProducts(const Model& model, std::size_t max_batch, std::size_t 
     mats_.emplace(&w, ops::cuda::upload_matrix(w.type, t.data.data(), w.n_rows, w.n_cols));
     device_bytes_ += bytes_of(w);
   };
-  ffn_resident_.assign(cfg_.n_layer, false);
   for (std::size_t l = 0; l < cfg_.n_layer; ++l) {
     const model::LayerWeights& L = w_.layers[l];
     std::uint64_t need = 0;
     for (const Field f : fields) need += bytes_of(L.*f);
     if (device_bytes_ + need > memory_bytes) break;  // this layer and the later ones: CPU
     for (const Field f : fields) upload(L.*f, name_of(&(names_of.layers[l].*f)));
-    ffn_resident_[l] = with_ffn_;
     ++resident_layers_;
   }
   if (!whole_) return;
@@ -137,7 +138,7 @@ bool GpuProducts::products(std::span<const ops::Product> ps, const float* x, std
 }
 
 bool GpuProducts::ffn(std::size_t layer, const float* xb, std::size_t n, float* out) {
-  if (layer >= ffn_resident_.size() || !ffn_resident_[layer]) return false;
+  if (!with_ffn_ || layer >= resident_layers_) return false;  // layers are uploaded from the first
   const model::LayerWeights& L = w_.layers[layer];
   runner_->ffn(mats_.at(&L.gate), mats_.at(&L.up), mats_.at(&L.down), cuda_activation(cfg_.activation), xb, n, out);
   return true;

@@ -46,9 +46,8 @@ class GpuProducts final : public ProductOffload {
   std::size_t max_batch_ = 0, n_ctx_ = 0;
   std::unique_ptr<ops::cuda::GemmRunner> runner_;
   std::unordered_map<const ops::WeightMatrix*, ops::cuda::DeviceMatrix> mats_;
-  std::vector<bool> ffn_resident_;  // [layer]
   std::uint64_t device_bytes_ = 0;
-  std::size_t resident_layers_ = 0;
+  std::size_t resident_layers_ = 0;  // layers [0, resident_layers_) are on the device
   // Whole layers: norms [layer][dim], KV cache [layer][n_ctx][kv_dim], run buffers.
   std::vector<ops::cuda::DeviceBytes> attn_norm_, ffn_norm_;
   ops::cuda::DeviceBytes k_cache_, v_cache_, x_, xb_, q_, att_, g_, u_, cos_, sin_;

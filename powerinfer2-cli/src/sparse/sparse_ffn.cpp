@@ -126,6 +126,7 @@ SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const
     for (std::size_t k = 0; k < n_gpu; ++k) gpu_[ranked[k].first][ranked[k].second] = true;
   }
   plan_ = plan_memory(pi2_, fixed_bytes, opts_, n_gpu);
+  for (const std::vector<bool>& g : gpu_) cpu_part_.push_back(std::find(g.begin(), g.end(), false) != g.end());
 
   where_.assign(n_layer, std::vector<const std::uint8_t*>(n_clusters, nullptr));
   hot_.assign(n_layer, std::vector<bool>(n_clusters, false));
@@ -451,7 +452,7 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
   const bool dense = opts_.mode == EngineMode::dense || n > 1 || !sparse_decode();
   if (gpu_ffn_) gpu_ffn_->launch(layer, xb, n);  // the GPU's clusters, while the CPU does the rest
   // A layer whose clusters are all on the GPU leaves the CPU nothing to predict or compute.
-  const bool cpu_part = std::find(gpu_[layer].begin(), gpu_[layer].end(), false) != gpu_[layer].end();
+  const bool cpu_part = cpu_part_[layer];
   quantize_inputs(xb, n);
   if (!dense && cpu_part) {
     if (opts_.oracle) {

@@ -141,6 +141,7 @@ class SparseFfn final : public engine::FfnBackend {
   std::vector<std::vector<const std::uint8_t*>> where_;  // [layer][cluster] -> bytes, nullptr: on storage
   std::vector<std::vector<bool>> hot_;                    // [layer][cluster]
   std::vector<std::vector<bool>> gpu_;                    // [layer][cluster] computed on the GPU
+  std::vector<bool> cpu_part_;                            // [layer] some cluster is not on the GPU
   std::unique_ptr<ops::cuda::NeuronFfn> gpu_ffn_;
   // Cold LRU over slots: owner, intrusive list, last-use stamp.
   std::vector<std::int64_t> slot_owner_;  // layer * n_clusters + cluster, -1: free

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/cublas_api.hpp"
+#include "common/cuda.hpp"
 #include "common/cuda_check.hpp"
 #include "common/errors.hpp"
 
@@ -427,13 +428,8 @@ struct PinnedFloats {
 };
 
 void require_device() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    cudaGetLastError();
-    throw common::IoError("cuda device", "use the GPU",
-                          std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "none listed"));
-  }
+  const std::string missing = common::cuda::no_device_message();
+  if (!missing.empty()) throw common::IoError("cuda device", "use the GPU", missing);
 }
 
 }  // namespace
