@@ -147,29 +147,25 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
     for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
 
     for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.ffn_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    // The FFN's output [n][dim]: from the backend (sparse engine), the device, or the dense matrices.
+    const float* ffn_out = hb;
     if (ffn_backend_ != nullptr) {
       ffn_backend_->ffn(l, xb, n, hb);
-      for (std::size_t j = 0; j < n * dim; ++j) x[j] += hb[j];
-      continue;
-    }
-    if (offload && !observer_ && offload_->ffn(l, xb, n, hb)) {
-      for (std::size_t j = 0; j < n * dim; ++j) x[j] += hb[j];
-      continue;
-    }
-    {
+    } else if (!(offload && !observer_ && offload_->ffn(l, xb, n, hb))) {
       const ops::Product gate_up[] = {{&L.gate, {hb, n * ffn}}, {&L.up, {hb2, n * ffn}}};
       ops::products(gate_up, {xb, n * dim}, n, pool_, ws_);
+      if (observer_) observer_(l, n, xb, hb, hb2);
+      if (n == 1) {
+        ffn_activate(cfg_.activation, {hb, ffn}, {hb2, ffn});
+      } else {  // a prompt's n x ffn exponentials: worth the threads
+        pool_.parallel_for(0, n, 8, [&](std::size_t i0, std::size_t i1) {
+          ffn_activate(cfg_.activation, {hb + i0 * ffn, (i1 - i0) * ffn}, {hb2 + i0 * ffn, (i1 - i0) * ffn});
+        });
+      }
+      product(L.down, hb, n, xb, pool_, ws_);
+      ffn_out = xb;
     }
-    if (observer_) observer_(l, n, xb, hb, hb2);
-    if (n == 1) {
-      ffn_activate(cfg_.activation, {hb, ffn}, {hb2, ffn});
-    } else {  // a prompt's n x ffn exponentials: worth the threads
-      pool_.parallel_for(0, n, 8, [&](std::size_t i0, std::size_t i1) {
-        ffn_activate(cfg_.activation, {hb + i0 * ffn, (i1 - i0) * ffn}, {hb2 + i0 * ffn, (i1 - i0) * ffn});
-      });
-    }
-    product(L.down, hb, n, xb, pool_, ws_);
-    for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
+    for (std::size_t j = 0; j < n * dim; ++j) x[j] += ffn_out[j];
   }
   if (all_logits.empty()) {
     const float* last = x + (n - 1) * dim;
