@@ -573,21 +573,17 @@ void GemmRunner::products(std::span<const DeviceMatrix* const> ws, std::span<flo
 
 void GemmRunner::ffn(const DeviceMatrix& gate, const DeviceMatrix& up, const DeviceMatrix& down, Activation a,
                      const float* x, std::size_t n, float* out) {
-  Impl& m = *impl_;
   PWPI_CHECK(gate.n_rows == up.n_rows && gate.n_cols == up.n_cols && down.n_cols == gate.n_rows &&
              down.n_rows == gate.n_cols);
-  float* xd = static_cast<float*>(m.x.get());
-  float* g = static_cast<float*>(m.y.get());
-  float* u = static_cast<float*>(m.u.get());
-  PWPI_CUDA_CHECK(cudaMemcpyAsync(xd, x, n * gate.n_cols * sizeof(float), cudaMemcpyHostToDevice, m.stream.s));
-  m.gemm(gate, xd, n, g);
-  m.gemm(up, xd, n, u);
-  const std::size_t total = n * gate.n_rows;
-  activate_kernel<<<grid_for(total), kThreads, 0, m.stream.s>>>(g, u, total, act_code(a));
-  PWPI_CUDA_CHECK_LAUNCH("activate_kernel");
-  m.gemm(down, g, n, u);  // u is free again: the down product's output
-  PWPI_CUDA_CHECK(cudaMemcpyAsync(out, u, n * down.n_rows * sizeof(float), cudaMemcpyDeviceToHost, m.stream.s));
-  PWPI_CUDA_CHECK(cudaStreamSynchronize(m.stream.s));
+  float* xd = static_cast<float*>(impl_->x.get());
+  float* g = static_cast<float*>(impl_->y.get());
+  float* u = static_cast<float*>(impl_->u.get());
+  to_device(xd, x, n * gate.n_cols);
+  gemm(gate, xd, n, g);
+  gemm(up, xd, n, u);
+  activate(g, u, n * gate.n_rows, a);
+  gemm(down, g, n, u);  // u is free again: the down product's output
+  to_host(out, u, n * down.n_rows);
 }
 
 void GemmRunner::to_device(float* dst, const float* host, std::size_t count) {
@@ -598,8 +594,6 @@ void GemmRunner::to_host(float* host, const float* src, std::size_t count) {
   PWPI_CUDA_CHECK(cudaMemcpyAsync(host, src, count * sizeof(float), cudaMemcpyDeviceToHost, impl_->stream.s));
   PWPI_CUDA_CHECK(cudaStreamSynchronize(impl_->stream.s));
 }
-
-void GemmRunner::sync() { PWPI_CUDA_CHECK(cudaStreamSynchronize(impl_->stream.s)); }
 
 void GemmRunner::gemm(const DeviceMatrix& w, const float* in, std::size_t n, float* out) { impl_->gemm(w, in, n, out); }
 
@@ -753,8 +747,6 @@ NeuronFfn::NeuronFfn(const BundleLayout& layout, Activation a, std::span<const s
 NeuronFfn::~NeuronFfn() {
   if (impl_ && impl_->pending) cudaStreamSynchronize(impl_->stream.s);
 }
-
-std::size_t NeuronFfn::neurons(std::size_t layer) const { return impl_->counts.at(layer); }
 
 void NeuronFfn::upload(std::size_t layer, std::size_t first, const std::uint8_t* src, std::size_t count) {
   Impl& m = *impl_;

@@ -89,7 +89,6 @@ class GemmRunner {
   // Pointers are device memory (DeviceBytes) unless named `host`; a copy to the host waits.
   void to_device(float* dst, const float* host, std::size_t count);
   void to_host(float* host, const float* src, std::size_t count);
-  void sync();
   /// out[n][w.n_rows] = in[n][w.n_cols] W^T.
   void gemm(const DeviceMatrix& w, const float* in, std::size_t n, float* out);
   /// out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w for n rows of dim (sums in double, as the CPU).
@@ -146,7 +145,6 @@ class NeuronFfn {
   /// Waits for the last launch and adds its result to out[n][dim] (host memory).
   void add_result(float* out);
 
-  std::size_t neurons(std::size_t layer) const;
 
  private:
   struct Impl;

@@ -37,7 +37,6 @@ void GemmRunner::ffn(const DeviceMatrix&, const DeviceMatrix&, const DeviceMatri
 
 void GemmRunner::to_device(float*, const float*, std::size_t) { no_cuda(); }
 void GemmRunner::to_host(float*, const float*, std::size_t) { no_cuda(); }
-void GemmRunner::sync() { no_cuda(); }
 void GemmRunner::gemm(const DeviceMatrix&, const float*, std::size_t, float*) { no_cuda(); }
 void GemmRunner::rmsnorm(const float*, const float*, std::size_t, std::size_t, float, float*) { no_cuda(); }
 void GemmRunner::rope(float*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, const float*,
@@ -58,6 +57,5 @@ std::size_t NeuronFfn::device_bytes(const BundleLayout&, std::span<const std::si
 void NeuronFfn::upload(std::size_t, std::size_t, const std::uint8_t*, std::size_t) { no_cuda(); }
 void NeuronFfn::launch(std::size_t, const float*, std::size_t) { no_cuda(); }
 void NeuronFfn::add_result(float*) { no_cuda(); }
-std::size_t NeuronFfn::neurons(std::size_t) const { no_cuda(); }
 
 }  // namespace powerinfer2::ops::cuda
