@@ -85,7 +85,7 @@ void run_search(SearchArgs& a) {
   for (const auto* g : search::baseline_generators()) methods.emplace_back(g->name);
   std::vector<Series> step(methods.size());
   std::vector<std::int64_t> oom(methods.size(), 0);
-  Series speedup, search_ms;
+  Series speedup, bound, search_ms;
   std::int64_t budget_hits = 0, switches = 0, candidates = 0;
   common::ProgressBar bar("search", n, !a.json && common::stderr_is_tty());
   for (std::size_t i = 0; i < n; ++i) {
@@ -99,6 +99,11 @@ void run_search(SearchArgs& a) {
     }
     const search::Evaluated& bb = r.baselines[r.best_baseline];
     speedup.v.push_back(static_cast<double>(bb.result.step_ns) / static_cast<double>(r.best.score_ns()));
+    // What no schedule of PipeWeaver's work beats: every rank equally busy, no bubble.
+    std::int64_t work_ns = 0;
+    for (const std::int64_t b : r.best.result.busy_ns) work_ns += b;
+    const double balanced_ms = ms(work_ns) / static_cast<double>(std::max<std::size_t>(1, r.best.result.busy_ns.size()));
+    bound.v.push_back(ms(bb.result.step_ns) / balanced_ms);
     search_ms.v.push_back(r.search_ms);
     budget_hits += r.budget_hit ? 1 : 0;
     switches += r.best.switch_ns > 0 ? 1 : 0;
@@ -111,6 +116,7 @@ void run_search(SearchArgs& a) {
       common::Json line = {{"batch", batch.index},
                            {"step_ms", ms(r.best.result.step_ns)},
                            {"switch_ms", ms(r.best.switch_ns)},
+                           {"balanced_bound_ms", balanced_ms},
                            {"recompute", search::to_string(r.best.recompute)},
                            {"fits_memory", r.best.fits()},
                            {"how", r.best.detail},
@@ -145,6 +151,7 @@ void run_search(SearchArgs& a) {
                       {"batches", n},
                       {"methods", m},
                       {"speedup_vs_best_baseline", {{"mean", speedup.mean()}, {"max", speedup.max()}, {"min", speedup.min()}}},
+                      {"speedup_bound", {{"mean", bound.mean()}, {"max", bound.max()}, {"min", bound.min()}}},
                       {"search_ms", {{"p50", search_ms.p50()}, {"max", search_ms.max()}, {"mean", search_ms.mean()}}},
                       {"time_budget_ms", a.opt.time_budget_ms},
                       {"budget_hits", budget_hits},
@@ -171,6 +178,8 @@ void run_search(SearchArgs& a) {
       << "\n";
   o << "  speed-up of pipeweaver over the best baseline per batch: mean " << fixed(speedup.mean(), 3) << "x, max "
     << fixed(speedup.max(), 3) << "x, min " << fixed(speedup.min(), 3) << "x\n";
+  o << "  bound: with its work spread evenly over the ranks and no bubble, pipeweaver's speed-up would be mean "
+    << fixed(bound.mean(), 3) << "x, max " << fixed(bound.max(), 3) << "x\n";
   o << "  search time per batch: p50 " << fixed(search_ms.p50(), 1) << " ms, max " << fixed(search_ms.max(), 1)
     << " ms (budget " << fixed(a.opt.time_budget_ms, 0) << " ms, " << a.opt.threads << " thread"
     << (a.opt.threads == 1 ? "" : "s") << ", budget reached " << budget_hits << "x); " << candidates

@@ -325,6 +325,48 @@ TEST_CASE("pipeweaver cost: reuse is exact on V-shaped placements, reused output
   }
 }
 
+TEST_CASE("pipeweaver cost: a chunk's own recomputation flag costs that chunk as the global option does", "[unit]") {
+  const spec::ModelSpec model = spec::load_model(config("models/llava-7b.json"));
+  const spec::ClusterSpec cluster = spec::load_cluster(config("clusters/h100-80g-8x.json"));
+  const auto batches = make_trace(config("mixes/llava-instruct.json"), model, 3, 5);
+  const auto p = static_cast<std::int32_t>(cluster.pipeline_size);
+  schedule::Schedule base;
+  base.n_ranks = p;
+  base.n_microbatches = 6;
+  base.chunks = cost::balanced_chunks(model, batches, 2 * p);
+  for (std::int32_t st = 0; st < 2 * p; ++st) base.chunks[static_cast<std::size_t>(st)].rank = st % p;
+  cost::CostOptions everywhere;
+  everywhere.recompute = true;
+  cost::CostModel plain(model, cluster), global(model, cluster, everywhere), flagged(model, cluster), fresh(model, cluster);
+  fresh.set_reuse(false);
+  const std::set<std::int32_t> marked = {0, 3, 2 * p - 1};  // an encoder chunk, LLM chunks, the LM head's
+  for (const spec::Batch& b : batches) {
+    const schedule::Schedule s = with_packing(base, model, b);
+    schedule::Schedule all = s, some = s;
+    for (auto& c : all.chunks) c.recompute = true;
+    for (const std::int32_t st : marked) some.chunks[static_cast<std::size_t>(st)].recompute = true;
+    const auto info = [&](const schedule::Schedule& x) { return cost::resolve_chunks(model, x, common::Where("t"), ""); };
+    const semu::StepCosts none = plain.step_costs(s, info(s), b), glob = global.step_costs(s, info(s), b);
+    const semu::StepCosts every = flagged.step_costs(all, info(all), b);
+    const semu::StepCosts part = flagged.step_costs(some, info(some), b);
+    CHECK(every.f_ns == glob.f_ns);
+    CHECK(every.i_ns == glob.i_ns);
+    CHECK(every.w_ns == glob.w_ns);
+    CHECK(every.act_bytes == glob.act_bytes);
+    CHECK(every.act_w_bytes == glob.act_w_bytes);
+    CHECK(fresh.step_costs(some, info(some), b).i_ns == part.i_ns);  // reuse stays exact
+    for (std::int32_t st = 0; st < 2 * p; ++st)
+      for (std::int32_t mb = 0; mb < s.n_microbatches; ++mb) {
+        const std::size_t x = part.at(st, mb);
+        const semu::StepCosts& want = marked.count(st) ? glob : none;
+        INFO("stage " << st << " microbatch " << mb);
+        CHECK(part.i_ns[x] == want.i_ns[x]);
+        CHECK(part.act_bytes[x] == want.act_bytes[x]);
+        if (marked.count(st) && none.act_bytes[x] > 0) CHECK(part.act_bytes[x] < none.act_bytes[x]);
+      }
+  }
+}
+
 TEST_CASE("pipeweaver cost: round_ns is llround", "[unit]") {
   std::mt19937_64 rng(5);
   std::uniform_real_distribution<double> u(-1e7, 1e7);

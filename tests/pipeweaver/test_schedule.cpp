@@ -65,6 +65,11 @@ TEST_CASE("pipeweaver a correct schedule has no problem and survives a JSON roun
   CHECK(j["chunks"][2]["layers"] == common::Json::array({8, 12}));
   Schedule back = schedule_from_json(common::json_root(j, "sched.json"));
   CHECK(back == s);
+  CHECK_FALSE(j["chunks"][1].contains("recompute"));  // written only when set
+  s.chunks[1].recompute = true;
+  j = to_json(s);
+  CHECK(j["chunks"][1]["recompute"] == true);
+  CHECK(schedule_from_json(common::json_root(j, "sched.json")) == s);
 }
 
 TEST_CASE("pipeweaver zero-bubble split backward validates", "[unit]") {
@@ -164,5 +169,8 @@ TEST_CASE("pipeweaver schedule files: errors name the file and the JSON pointer"
   CHECK(error_of(head + R"("actions": [["0F0"]], "extra": 1})") ==
         path + ": /extra: unknown member; expected one of: version, ranks, microbatches, chunks, microbatch_samples, actions, notes");
   CHECK(error_of(R"({"version": 1, "ranks": 0})") == path + ": /ranks: expected an integer in [1, 65536], got 0");
+  const std::string rc = R"({"version": 1, "ranks": 1, "microbatches": 1, "chunks": [{"module": "llm", "layers": [0, 4], "rank": 0, "recompute": )";
+  CHECK(error_of(rc + R"(true}], "actions": [["0F0", "0B0"]]})") == "(no error)");
+  CHECK(error_of(rc + R"("yes"}], "actions": [["0F0", "0B0"]]})").find("/chunks/0/recompute: expected") != std::string::npos);
   CHECK(error_of(R"({"ranks": 1})").find("/version: missing required member") != std::string::npos);
 }

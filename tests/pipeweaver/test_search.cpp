@@ -152,6 +152,123 @@ TEST_CASE("pipeweaver split_min_max finds the best contiguous split (against bru
   }
 }
 
+TEST_CASE("pipeweaver balance_ranks lowers the busiest rank until no single layer move can", "[unit]") {
+  // Two modules as the search sees them: an encoder of light layers, an LLM whose first and
+  // last layers carry the embedding and the LM head.
+  const spec::ModelSpec model = spec::load_model(pwtest::config("models/llava-7b.json"));
+  const int vision = model.find("vision"), llm = model.llm_index;
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 40; ++trial) {
+    const std::int32_t p = 2 + static_cast<std::int32_t>(rng() % 7);
+    std::vector<search::ModuleWeights> w(2);
+    w[0].module = vision;
+    w[0].w.assign(24, 0.05 + 0.3 * static_cast<double>(rng() % 100) / 100.0);
+    w[1].module = llm;
+    w[1].w.assign(32, 1.0);
+    w[1].w.front() += 0.1;
+    w[1].w.back() += 0.3 + 2.0 * static_cast<double>(rng() % 100) / 100.0;
+    const std::vector<std::int32_t> counts = {p / 2 + static_cast<std::int32_t>(rng() % static_cast<std::uint32_t>(p)),
+                                              p + static_cast<std::int32_t>(rng() % static_cast<std::uint32_t>(2 * p))};
+    std::vector<schedule::Chunk> chunks = search::balanced_partition(model, w, counts);
+    search::place(chunks, p, trial % 2 ? search::Placement::vshape : search::Placement::looped);
+    const auto loads = [&](const std::vector<schedule::Chunk>& cs) {
+      std::vector<double> l(static_cast<std::size_t>(p), 0.0);
+      const std::vector<double> cw = search::chunk_weights(model, w, cs);
+      for (std::size_t c = 0; c < cs.size(); ++c) l[static_cast<std::size_t>(cs[c].rank)] += cw[c];
+      return l;
+    };
+    const auto peak = [&](const std::vector<schedule::Chunk>& cs) {
+      const std::vector<double> l = loads(cs);
+      return *std::max_element(l.begin(), l.end());
+    };
+    std::vector<schedule::Chunk> balanced = chunks;
+    search::balance_ranks(model, w, balanced, p);
+    INFO("trial " << trial << ", " << p << " ranks");
+    REQUIRE(balanced.size() == chunks.size());
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      CHECK(balanced[c].module == chunks[c].module);
+      CHECK(balanced[c].rank == chunks[c].rank);
+      CHECK(balanced[c].layer_end - balanced[c].layer_begin >= 1);
+      CHECK(balanced[c].layer_begin == (c == 0 || balanced[c - 1].module != balanced[c].module ? 0 : balanced[c - 1].layer_end));
+    }
+    const double before = peak(chunks), after = peak(balanced);
+    CHECK(after <= before + 1e-9);
+    // Local optimum: no single move of a layer between two chunks of a module lowers the peak.
+    for (std::size_t a = 0; a < balanced.size(); ++a)
+      for (std::size_t b = 0; b < balanced.size(); ++b) {
+        if (a == b || balanced[a].module != balanced[b].module || balanced[a].layer_end - balanced[a].layer_begin < 2) continue;
+        std::vector<schedule::Chunk> m = balanced;
+        search::move_layer(m, a, b);
+        CHECK(peak(m) >= after - 1e-9);
+      }
+  }
+  // The LM head's rank ends up with fewer LLM layers than the most loaded other rank.
+  std::vector<search::ModuleWeights> w(2);
+  w[0] = {vision, std::vector<double>(24, 0.1)};
+  w[1] = {llm, std::vector<double>(32, 1.0)};
+  w[1].w.back() += 2.0;
+  std::vector<schedule::Chunk> chunks = search::balanced_partition(model, w, std::vector<std::int32_t>{4, 8});
+  search::place(chunks, 4, search::Placement::looped);
+  search::balance_ranks(model, w, chunks, 4);
+  std::vector<std::int32_t> llm_layers(4, 0);
+  for (const auto& c : chunks)
+    if (c.module == "llm") llm_layers[static_cast<std::size_t>(c.rank)] += c.layer_end - c.layer_begin;
+  const std::int32_t head_rank = chunks.back().rank;
+  CHECK(llm_layers[static_cast<std::size_t>(head_rank)] < *std::max_element(llm_layers.begin(), llm_layers.end()));
+}
+
+TEST_CASE("pipeweaver recomputation flags: set for a mode and read back", "[unit]") {
+  Fixture f;
+  std::vector<schedule::Chunk> chunks = cost::balanced_chunks(f.model, std::vector<spec::Batch>{llava_batch(8, 1)}, 8);
+  CHECK(search::recompute_of(chunks, f.model) == search::Recompute::none);
+  for (const search::Recompute r : {search::Recompute::encoders, search::Recompute::all, search::Recompute::none}) {
+    search::set_recompute(chunks, f.model, r);
+    CHECK(search::recompute_of(chunks, f.model) == r);
+  }
+  chunks.back().recompute = true;
+  CHECK(search::recompute_of(chunks, f.model) == search::Recompute::selective);
+  CHECK(std::string(search::to_string(search::Recompute::selective)) == "selective");
+}
+
+TEST_CASE("pipeweaver when memory is tight the search recomputes and still fits", "[unit]") {
+  Fixture f;
+  // Video samples on a device with little memory left for activations.
+  spec::Batch b;
+  for (int i = 0; i < 16; ++i) {
+    spec::Sample s;
+    s.text_tokens = 256;
+    s.videos.push_back({8, 576});
+    b.samples.push_back(s);
+  }
+  const std::vector<spec::Batch> trace = {b};
+  search::SearchOptions o;
+  o.time_budget_ms = 1e6;
+  o.max_chunks_per_rank = 2;
+  std::int64_t static_max = 0, act_max = 0;
+  {
+    search::Searcher probe(f.model, f.cluster, {}, nullptr, trace, o);
+    const search::BatchResult r = probe.search(b);
+    REQUIRE(r.best.recompute == search::Recompute::none);  // the roomy device needs none
+    const semu::StepCosts c = probe.costs_of(r.best, b);
+    for (std::size_t k = 0; k < c.static_bytes.size(); ++k) {
+      static_max = std::max(static_max, c.static_bytes[k]);
+      act_max = std::max(act_max, r.best.result.peak_mem_bytes[k] - c.static_bytes[k]);
+    }
+  }
+  // A third of the activations that schedule kept at its peak.
+  f.cluster.device.memory_bytes = static_cast<std::uint64_t>(static_max + act_max / 3);
+  search::Searcher s(f.model, f.cluster, {}, nullptr, trace, o);
+  const search::BatchResult r = s.search(b);
+  CHECK(r.best.fits());
+  CHECK(r.best.recompute != search::Recompute::none);
+  CHECK_FALSE(schedule::find_problem(r.best.schedule).has_value());
+  // What the schedule's flags say is what was scored.
+  CHECK(search::recompute_of(r.best.schedule.chunks, f.model) == r.best.recompute);
+  CHECK(s.replay(r.best, b).step_ns == r.best.result.step_ns);
+  for (const search::Evaluated& base : r.baselines)
+    if (base.fits()) CHECK(r.best.score_ns() <= base.result.step_ns + r.best.switch_ns);
+}
+
 TEST_CASE("pipeweaver balanced packing puts every sample in exactly one of m non-empty microbatches", "[unit]") {
   Fixture f;
   const spec::Batch b = llava_batch(40, 5);

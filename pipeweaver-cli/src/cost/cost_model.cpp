@@ -326,6 +326,7 @@ std::vector<ChunkInfo> resolve_chunks(const spec::ModelSpec& model, const schedu
     info.first = c.layer_begin == 0;
     info.last = c.layer_end == m.layers;
     info.rank = c.rank;
+    info.recompute = c.recompute;
   }
   for (std::size_t mi = 0; mi < n_mod; ++mi) {
     const Module& m = model.modules[mi];
@@ -405,8 +406,11 @@ CostModel::CostModel(const spec::ModelSpec& model, const spec::ClusterSpec& clus
     : model_(model),
       cluster_(cluster),
       options_(options),
+      recomputing_(options),
       device_(Device::from(cluster.device, profile)),
-      load_cache_(model.modules.size()) {}
+      load_cache_(model.modules.size()) {
+  recomputing_.recompute = true;
+}
 
 void CostModel::clear_cache() {
   for (auto& m : load_cache_) m.clear();
@@ -428,7 +432,7 @@ PassCost CostModel::chunk_cost_fresh(const ChunkInfo& c, const std::vector<Modul
   PassCost total;
   // Without reuse every layer is costed on its own (they are identical: the sum is n times one).
   for (std::int32_t l = 0; l < c.n_layers; ++l) {
-    total += layer_cost(device_, m, load, model_.dtype_bytes, options_);
+    total += layer_cost(device_, m, load, model_.dtype_bytes, c.recompute ? recomputing_ : options_);
     ++stats_.layers_costed;
   }
   total += extras_cost(device_, m, load, model_.dtype_bytes, c.first, c.last);
@@ -459,7 +463,14 @@ PassCost CostModel::chunk_cost_reused(const ChunkInfo& c) {
   };
   LoadEntry& e = *plan_.entries[static_cast<std::size_t>(c.module)];
   const int ends = (c.first ? 1 : 0) | (c.last ? 2 : 0);
-  PassCost pc = layer_of(c.module).scaled(c.n_layers);
+  if (c.recompute && !(e.known & 32)) {
+    e.layer_recomputed = layer_cost(device_, model_.modules[static_cast<std::size_t>(c.module)],
+                                    loads[static_cast<std::size_t>(c.module)], model_.dtype_bytes, recomputing_);
+    e.known |= 32;
+    ++stats_.layers_costed;
+    hit = false;
+  }
+  PassCost pc = (c.recompute ? e.layer_recomputed : layer_of(c.module)).scaled(c.n_layers);
   if (!(e.known & (2 << ends))) {
     e.extras[static_cast<std::size_t>(ends)] =
         extras_cost(device_, model_.modules[static_cast<std::size_t>(c.module)],
@@ -496,7 +507,7 @@ void CostModel::make_plan(std::span<const ChunkInfo> chunks, std::int32_t n_micr
     for (; k < p.shape_rep.size(); ++k) {
       const ChunkInfo& r = chunks[static_cast<std::size_t>(p.shape_rep[k])];
       if (r.module == c.module && r.n_layers == c.n_layers && r.first == c.first && r.last == c.last &&
-          r.folded_projectors == c.folded_projectors)
+          r.recompute == c.recompute && r.folded_projectors == c.folded_projectors)
         break;
     }
     if (k == p.shape_rep.size()) p.shape_rep.push_back(static_cast<std::int32_t>(st));

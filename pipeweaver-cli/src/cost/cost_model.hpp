@@ -44,7 +44,8 @@ struct CostOptions {
   bool zero1 = false;                     // shard optimizer state over data-parallel replicas
   // Full activation recomputation of transformer layers (Megatron-LM's --recompute-granularity
   // full, one layer per group): F keeps only each layer's input; the backward reruns the
-  // layer's forward first (I grows by F); W still reads the recomputed GEMM inputs.
+  // layer's forward first (I grows by F); W still reads the recomputed GEMM inputs. These
+  // apply to every chunk; a schedule's chunk can also ask for it alone (Chunk::recompute).
   bool recompute = false;
   bool recompute_encoders = false;  // the same for the encoders' layers only (their activations are the big ones on video)
 };
@@ -120,6 +121,7 @@ struct ChunkInfo {
   int module = -1;
   std::int32_t n_layers = 0;
   bool first = false, last = false;  // holds the module's first / last layer
+  bool recompute = false;            // the chunk's own recomputation flag (schedule::Chunk)
   std::vector<int> folded_projectors;
   std::int32_t rank = 0;
   // Tensors crossing to stage + 1 (and their gradients back): (module whose tokens, width).
@@ -183,8 +185,9 @@ class CostModel {
   // (first, last) pair of module ends. Costed when first needed.
   struct LoadEntry {
     PassCost layer;
+    PassCost layer_recomputed;  // the same layer with activation recomputation
     std::array<PassCost, 4> extras{};  // [first | last << 1]
-    std::uint8_t known = 0;            // bit 0: layer; bit 1 + e: extras[e]
+    std::uint8_t known = 0;            // bit 0: layer; bit 1 + e: extras[e]; bit 5: layer_recomputed
     std::int64_t first_use = 0;        // the microbatch serial number that created it
   };
   // One step_costs() call's layout: stages grouped by chunk shape, stage boundaries that
@@ -207,6 +210,7 @@ class CostModel {
   const spec::ModelSpec& model_;
   const spec::ClusterSpec& cluster_;
   CostOptions options_;
+  CostOptions recomputing_;  // options_ with recompute set, for chunks that ask for it
   Device device_;
   bool reuse_ = true;
   ReuseStats stats_;

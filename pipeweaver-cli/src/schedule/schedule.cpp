@@ -197,8 +197,11 @@ common::Json to_json(const Schedule& s) {
   j["ranks"] = s.n_ranks;
   j["microbatches"] = s.n_microbatches;
   j["chunks"] = common::Json::array();
-  for (const auto& c : s.chunks)
-    j["chunks"].push_back({{"module", c.module}, {"layers", {c.layer_begin, c.layer_end}}, {"rank", c.rank}});
+  for (const auto& c : s.chunks) {
+    common::Json chunk = {{"module", c.module}, {"layers", {c.layer_begin, c.layer_end}}, {"rank", c.rank}};
+    if (c.recompute) chunk["recompute"] = true;  // absent = false: older files read the same
+    j["chunks"].push_back(std::move(chunk));
+  }
   if (!s.microbatch_samples.empty()) j["microbatch_samples"] = s.microbatch_samples;
   j["actions"] = common::Json::array();
   for (const auto& r : s.rank_actions) {
@@ -216,7 +219,7 @@ Schedule schedule_from_json(const common::JsonView& root) {
   s.n_ranks = static_cast<std::int32_t>(root.at("ranks").as_int(1, 1 << 16));
   s.n_microbatches = static_cast<std::int32_t>(root.at("microbatches").as_int(1, 1 << 20));
   for (const auto& c : root.at("chunks").items()) {
-    c.allow_only({"module", "layers", "rank"});
+    c.allow_only({"module", "layers", "rank", "recompute"});
     Chunk ch;
     ch.module = c.at("module").as_string();
     auto layers = c.at("layers");
@@ -224,6 +227,7 @@ Schedule schedule_from_json(const common::JsonView& root) {
     ch.layer_begin = static_cast<std::int32_t>(layers.at(0).as_int(0, 1 << 20));
     ch.layer_end = static_cast<std::int32_t>(layers.at(1).as_int(0, 1 << 20));
     ch.rank = static_cast<std::int32_t>(c.at("rank").as_nonnegative_int());
+    ch.recompute = c.bool_or("recompute", false);
     s.chunks.push_back(std::move(ch));
   }
   if (auto packing = root.find("microbatch_samples")) {

@@ -20,6 +20,9 @@ struct Chunk {
   std::int32_t layer_begin = 0;
   std::int32_t layer_end = 0;
   std::int32_t rank = 0;
+  // Activation recomputation of this chunk's transformer layers (Megatron-LM's full
+  // granularity): the forward keeps only each layer's input and the backward reruns it.
+  bool recompute = false;
 
   friend bool operator==(const Chunk&, const Chunk&) = default;
 };

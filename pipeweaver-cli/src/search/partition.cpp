@@ -163,6 +163,85 @@ void place(std::vector<schedule::Chunk>& chunks, std::int32_t n_ranks, Placement
   }
 }
 
+void move_layer(std::vector<schedule::Chunk>& chunks, std::size_t a, std::size_t b) {
+  PWPI_CHECK(a < chunks.size() && b < chunks.size() && chunks[a].layer_end - chunks[a].layer_begin >= 2);
+  if (a < b) {
+    for (std::size_t c = a; c < b; ++c) {
+      --chunks[c].layer_end;
+      --chunks[c + 1].layer_begin;
+    }
+  } else {
+    for (std::size_t c = b; c < a; ++c) {
+      ++chunks[c].layer_end;
+      ++chunks[c + 1].layer_begin;
+    }
+  }
+}
+
+void balance_ranks(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
+                   std::vector<schedule::Chunk>& chunks, std::int32_t n_ranks) {
+  const std::size_t n = chunks.size();
+  // Prefix sums of every module's layer weights: a chunk's weight is a difference.
+  std::vector<std::vector<double>> prefix(weights.size());
+  for (std::size_t j = 0; j < weights.size(); ++j) {
+    prefix[j].assign(weights[j].w.size() + 1, 0.0);
+    for (std::size_t l = 0; l < weights[j].w.size(); ++l) prefix[j][l + 1] = prefix[j][l] + weights[j].w[l];
+  }
+  std::vector<std::size_t> module_of(n, weights.size());
+  for (std::size_t c = 0; c < n; ++c) {
+    const int mi = model.find(chunks[c].module);
+    for (std::size_t j = 0; j < weights.size(); ++j)
+      if (weights[j].module == mi) module_of[c] = j;
+    PWPI_CHECK_MSG(module_of[c] < weights.size(), "a chunk's module has no weights");
+  }
+  // Runs of consecutive chunks of one module: layers move only inside a run.
+  std::vector<std::size_t> run(n, 0);
+  for (std::size_t c = 1; c < n; ++c) run[c] = run[c - 1] + (module_of[c] != module_of[c - 1] ? 1 : 0);
+  const auto weight = [&](std::size_t c, std::int32_t begin, std::int32_t end) {
+    const std::vector<double>& pre = prefix[module_of[c]];
+    return pre[static_cast<std::size_t>(end)] - pre[static_cast<std::size_t>(begin)];
+  };
+  std::vector<double> load(static_cast<std::size_t>(n_ranks), 0.0);
+  for (std::size_t c = 0; c < n; ++c)
+    load[static_cast<std::size_t>(chunks[c].rank)] += weight(c, chunks[c].layer_begin, chunks[c].layer_end);
+
+  // Moving a layer from chunk a to chunk b (same module) shifts the boundaries between them:
+  // the chunks strictly between keep their sizes; their weights change only where layer
+  // weights differ (module ends carry extras), so every chunk in [a, b] is re-weighed.
+  std::vector<double> delta(static_cast<std::size_t>(n_ranks), 0.0);
+  for (std::size_t iter = 0; iter < 4 * n + 64; ++iter) {
+    const auto busiest = static_cast<std::size_t>(std::max_element(load.begin(), load.end()) - load.begin());
+    double best_peak = load[busiest];
+    std::size_t best_a = n, best_b = n;
+    for (std::size_t a = 0; a < n; ++a) {
+      if (static_cast<std::size_t>(chunks[a].rank) != busiest || chunks[a].layer_end - chunks[a].layer_begin < 2) continue;
+      for (std::size_t b = 0; b < n; ++b) {
+        if (b == a || run[b] != run[a] || static_cast<std::size_t>(chunks[b].rank) == busiest) continue;
+        std::vector<schedule::Chunk> trial(chunks.begin(), chunks.end());
+        move_layer(trial, a, b);
+        std::fill(delta.begin(), delta.end(), 0.0);
+        for (std::size_t c = std::min(a, b); c <= std::max(a, b); ++c)
+          delta[static_cast<std::size_t>(chunks[c].rank)] += weight(c, trial[c].layer_begin, trial[c].layer_end) -
+                                                             weight(c, chunks[c].layer_begin, chunks[c].layer_end);
+        double peak = 0;
+        for (std::size_t r = 0; r < load.size(); ++r)
+          if (delta[r] != 0.0) peak = std::max(peak, load[r] + delta[r]);
+        // The busiest rank must drop and no rank the move touches may reach its old load.
+        if (load[busiest] + delta[busiest] < load[busiest] && peak < best_peak) {
+          best_peak = peak;
+          best_a = a;
+          best_b = b;
+        }
+      }
+    }
+    if (best_a == n) break;
+    const std::size_t lo = std::min(best_a, best_b), hi = std::max(best_a, best_b);
+    for (std::size_t c = lo; c <= hi; ++c) load[static_cast<std::size_t>(chunks[c].rank)] -= weight(c, chunks[c].layer_begin, chunks[c].layer_end);
+    move_layer(chunks, best_a, best_b);
+    for (std::size_t c = lo; c <= hi; ++c) load[static_cast<std::size_t>(chunks[c].rank)] += weight(c, chunks[c].layer_begin, chunks[c].layer_end);
+  }
+}
+
 std::vector<double> chunk_weights(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
                                   std::span<const schedule::Chunk> chunks) {
   std::vector<double> out;

@@ -55,6 +55,19 @@ enum class Placement : std::uint8_t {
 /// Sets every chunk's rank.
 void place(std::vector<schedule::Chunk>& chunks, std::int32_t n_ranks, Placement placement);
 
+/// Moves one layer from chunk `a` to chunk `b`: every boundary between them shifts by one
+/// layer, so the chunks in between keep their sizes. The chunks [a, b] must be consecutive
+/// chunks of one module and `a` must hold two layers or more.
+void move_layer(std::vector<schedule::Chunk>& chunks, std::size_t a, std::size_t b);
+
+/// Lowers the busiest rank's load (the sum of its chunks' weights) by moving layers between
+/// chunks of the same module: a layer leaves one chunk for any other of its module, the
+/// chunks in between shifting by one layer and keeping their sizes. Repeats the move that
+/// lowers the busiest rank the most (never raising another rank to its old load) until none
+/// does; chunks keep their ranks and order and at least one layer each. Deterministic.
+void balance_ranks(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
+                   std::vector<schedule::Chunk>& chunks, std::int32_t n_ranks);
+
 /// Each chunk's weight (sum of its layers' weights).
 std::vector<double> chunk_weights(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
                                   std::span<const schedule::Chunk> chunks);

@@ -17,20 +17,37 @@ const char* to_string(Recompute r) {
     case Recompute::none: return "none";
     case Recompute::encoders: return "encoders";
     case Recompute::all: return "all";
+    case Recompute::selective: return "selective";
   }
   return "?";
 }
 
-struct Searcher::Worker {
-  cost::CostModel plain, encoders, all;
-  Worker(const spec::ModelSpec& m, const spec::ClusterSpec& c, const cost::CostOptions& o, const cost::DeviceProfile* p)
-      : plain(m, c, o, p), encoders(m, c, with(o, Recompute::encoders), p), all(m, c, with(o, Recompute::all), p) {}
-  static cost::CostOptions with(cost::CostOptions o, Recompute r) {
-    o.recompute = r == Recompute::all;
-    o.recompute_encoders = r == Recompute::encoders;
-    return o;
+void set_recompute(std::vector<schedule::Chunk>& chunks, const spec::ModelSpec& model, Recompute r) {
+  PWPI_CHECK(r != Recompute::selective);
+  for (schedule::Chunk& c : chunks) {
+    const int mi = model.find(c.module);
+    c.recompute = r == Recompute::all ||
+                  (r == Recompute::encoders && mi >= 0 &&
+                   model.modules[static_cast<std::size_t>(mi)].kind == spec::ModuleKind::encoder);
   }
-  cost::CostModel& model(Recompute r) { return r == Recompute::all ? all : r == Recompute::encoders ? encoders : plain; }
+}
+
+Recompute recompute_of(std::span<const schedule::Chunk> chunks, const spec::ModelSpec& model) {
+  bool any = false, all = true, encoders = true;
+  for (const schedule::Chunk& c : chunks) {
+    const int mi = model.find(c.module);
+    const bool enc = mi >= 0 && model.modules[static_cast<std::size_t>(mi)].kind == spec::ModuleKind::encoder;
+    any = any || c.recompute;
+    all = all && c.recompute;
+    encoders = encoders && c.recompute == enc;
+  }
+  return !any ? Recompute::none : all ? Recompute::all : encoders ? Recompute::encoders : Recompute::selective;
+}
+
+struct Searcher::Worker {
+  cost::CostModel model;  // recomputation comes from the chunks' flags
+  Worker(const spec::ModelSpec& m, const spec::ClusterSpec& c, const cost::CostOptions& o, const cost::DeviceProfile* p)
+      : model(m, c, o, p) {}
 };
 
 struct Searcher::Candidate {
@@ -39,7 +56,7 @@ struct Searcher::Candidate {
   std::vector<schedule::Chunk> chunks;  // placed
   std::vector<std::vector<std::int32_t>> packing;
   WeavePolicy policy;
-  Recompute recompute = Recompute::none;
+  Recompute recompute = Recompute::none;  // encoders / all: set on every chunk; none: the chunks' own flags
   const schedule::Schedule* fixed = nullptr;  // a baseline's own schedule instead of weaving
 };
 
@@ -49,6 +66,18 @@ std::string policy_text(const WeavePolicy& p) {
   std::string s = p.split_backward ? "I/W split" : "B whole";
   s += p.forward == ForwardOrder::breadth ? ", breadth-first" : ", depth-first";
   return s;
+}
+
+// What the chunks' recomputation flags say, as a suffix of a candidate's description.
+std::string recompute_text(std::span<const schedule::Chunk> chunks, Recompute r) {
+  switch (r) {
+    case Recompute::none: return "";
+    case Recompute::encoders: return ", encoders recomputed";
+    case Recompute::all: return ", full recomputation";
+    case Recompute::selective: break;
+  }
+  const auto k = std::count_if(chunks.begin(), chunks.end(), [](const schedule::Chunk& c) { return c.recompute; });
+  return ", recomputation on " + std::to_string(k) + " of " + std::to_string(chunks.size()) + " chunks";
 }
 
 std::string layout_text(const std::vector<schedule::Chunk>& chunks, Placement pl) {
@@ -95,11 +124,10 @@ Searcher::~Searcher() = default;
 
 SearchStats Searcher::stats() const {
   SearchStats s = stats_;
-  for (const auto& w : workers_)
-    for (const cost::CostModel* m : {&w->plain, &w->encoders, &w->all}) {
-      s.chunk_lookups += m->stats().chunk_lookups;
-      s.chunk_hits += m->stats().chunk_hits;
-    }
+  for (const auto& w : workers_) {
+    s.chunk_lookups += w->model.stats().chunk_lookups;
+    s.chunk_hits += w->model.stats().chunk_hits;
+  }
   return s;
 }
 
@@ -138,8 +166,6 @@ std::int64_t Searcher::switch_ns(const std::vector<schedule::Chunk>& from, const
 Evaluated Searcher::evaluate(Worker& w, Candidate& c, const spec::Batch& batch) {
   Evaluated e;
   e.method = c.method;
-  e.detail = c.detail;
-  e.recompute = c.recompute;
   if (c.fixed) {
     e.schedule = *c.fixed;
   } else {
@@ -148,11 +174,19 @@ Evaluated Searcher::evaluate(Worker& w, Candidate& c, const spec::Batch& batch) 
     e.schedule.chunks = c.chunks;
     e.schedule.microbatch_samples = c.packing;
   }
+  if (c.recompute != Recompute::none) set_recompute(e.schedule.chunks, model_, c.recompute);
+  e.recompute = recompute_of(e.schedule.chunks, model_);
+  e.detail = c.detail + recompute_text(e.schedule.chunks, e.recompute);
   const std::vector<cost::ChunkInfo> infos =
       cost::resolve_chunks(model_, e.schedule, common::Where("(search candidate)"), "");
-  const semu::StepCosts costs = w.model(c.recompute).step_costs(e.schedule, infos, batch);
+  const semu::StepCosts costs = w.model.step_costs(e.schedule, infos, batch);
   if (!c.fixed) weave(e.schedule, costs, c.policy);
   e.result = semu::simulate(e.schedule, costs);
+  e.stage_act_bytes.assign(static_cast<std::size_t>(costs.n_stages), 0);
+  for (std::int32_t st = 0; st < costs.n_stages; ++st)
+    for (std::int32_t mb = 0; mb < costs.n_microbatches; ++mb)
+      e.stage_act_bytes[static_cast<std::size_t>(st)] =
+          std::max(e.stage_act_bytes[static_cast<std::size_t>(st)], costs.act_bytes[costs.at(st, mb)]);
   return e;
 }
 
@@ -171,7 +205,7 @@ std::vector<Evaluated> Searcher::evaluate_all(std::vector<Candidate>& cands, con
 
 semu::StepCosts Searcher::costs_of(const Evaluated& e, const spec::Batch& batch) {
   const std::vector<cost::ChunkInfo> infos = cost::resolve_chunks(model_, e.schedule, common::Where("(search result)"), "");
-  return workers_[0]->model(e.recompute).step_costs(e.schedule, infos, batch);
+  return workers_[0]->model.step_costs(e.schedule, infos, batch);
 }
 
 semu::Result Searcher::replay(const Evaluated& e, const spec::Batch& batch) {
@@ -207,7 +241,6 @@ BatchResult Searcher::search(const spec::Batch& batch) {
         for (const Recompute rc : {Recompute::encoders, Recompute::all}) {
           again.push_back(cands[j]);
           again.back().recompute = rc;
-          again.back().detail += rc == Recompute::all ? ", full recomputation" : ", encoders recomputed";
           which.push_back(j);
         }
     if (!again.empty()) {
@@ -282,11 +315,18 @@ BatchResult Searcher::search(const spec::Batch& batch) {
       std::int32_t total = 0;
       for (std::size_t j = 0; j < w.size(); ++j) total += counts[j] = options[j][pick[j]];
       if (total >= p && total <= max_v * p) {
-        for (const Placement pl : {Placement::looped, Placement::vshape}) {
+        const std::vector<schedule::Chunk> cut = balanced_partition(model_, w, counts);
+        for (const Placement pl : {Placement::looped, Placement::vshape})
+          for (const bool rebalance : {false, true}) {
           if (total <= p && pl == Placement::vshape) continue;
           Structure st;
-          st.chunks = balanced_partition(model_, w, counts);
+          st.chunks = cut;
           place(st.chunks, p, pl);
+          if (rebalance) {  // the same chunks re-balanced per rank (a rank's chunks together)
+            const std::vector<schedule::Chunk> plain = st.chunks;
+            balance_ranks(model_, w, st.chunks, p);
+            if (st.chunks == plain) continue;
+          }
           const std::vector<double> cw = chunk_weights(model_, w, st.chunks);
           std::vector<double> per_rank(static_cast<std::size_t>(p), 0.0);
           double sum = 0;
@@ -298,7 +338,7 @@ BatchResult Searcher::search(const spec::Batch& batch) {
           const double busiest = *std::max_element(per_rank.begin(), per_rank.end());
           st.predicted = busiest + sum / static_cast<double>(total) / static_cast<double>(main_packing.size()) *
                                        static_cast<double>(p - 1);
-          st.text = layout_text(st.chunks, pl);
+          st.text = layout_text(st.chunks, pl) + (rebalance ? ", balanced per rank" : "");
           structures.push_back(std::move(st));
         }
       }
@@ -347,13 +387,11 @@ BatchResult Searcher::search(const spec::Batch& batch) {
         c.recompute = rc;
         structural.push_back(c);
         finish_detail(c);
-        if (rc == Recompute::encoders) c.detail += ", encoders recomputed";
         level.push_back(std::move(c));
       }
     for (std::size_t i = 0; i < n; ++i) {
       level[i].recompute = Recompute::all;
       structural[i].recompute = Recompute::all;
-      level[i].detail += ", full recomputation";
     }
     scored = evaluate_all(level, batch);
   }
@@ -385,8 +423,6 @@ BatchResult Searcher::search(const spec::Batch& batch) {
           c.packing = pk;
           c.recompute = src.recompute;
           finish_detail(c);
-          if (c.recompute == Recompute::all) c.detail += ", full recomputation";
-          if (c.recompute == Recompute::encoders) c.detail += ", encoders recomputed";
           more.push_back(std::move(c));
         }
     }
@@ -399,7 +435,8 @@ BatchResult Searcher::search(const spec::Batch& batch) {
   for (std::size_t i = 0; i < scored.size(); ++i)
     if (opt_.charge_switch) scored[i].switch_ns = switch_ns(previous_, scored[i].schedule.chunks);
 
-  // Level 3: layer tuning from the best few distinct layouts.
+  // Level 3: tuning from the best few distinct layouts that fit, and from the best few that
+  // do not fit without recomputation (tuning switches it on where memory runs out).
   std::vector<std::size_t> order(scored.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),
@@ -409,12 +446,37 @@ BatchResult Searcher::search(const spec::Batch& batch) {
     Evaluated eval;
     bool done = false;
   };
+  const auto capacity = static_cast<std::int64_t>(cluster_.device.memory_bytes);
+  // How far a candidate is from fitting: its ranks' bytes above capacity, summed.
+  const auto excess = [&](const Evaluated& e) {
+    std::int64_t x = 0;
+    for (const std::int64_t b : e.result.peak_mem_bytes) x += std::max<std::int64_t>(0, b - capacity);
+    return x;
+  };
+  // Tuning's order: fitting first; among fitting the lower score, among the others the
+  // smaller excess.
+  const auto tuned_better = [&](const Evaluated& a, const Evaluated& b) {
+    if (a.fits() != b.fits()) return a.fits();
+    return a.fits() ? a.score_ns() < b.score_ns() : excess(a) < excess(b);
+  };
+  std::vector<std::size_t> by_excess = order;
+  std::stable_sort(by_excess.begin(), by_excess.end(),
+                   [&](std::size_t a, std::size_t b) { return excess(scored[a]) < excess(scored[b]); });
   std::vector<Seed> seeds;
-  for (const std::size_t i : order) {
-    if (seeds.size() == 2 || !scored[i].fits()) break;
-    bool dup = false;
-    for (const Seed& s : seeds) dup = dup || s.cand.chunks == level[i].chunks;
-    if (!dup) seeds.push_back({level[i], scored[i], false});
+  for (const bool fitting : {true, false}) {
+    std::size_t taken = 0;
+    for (const std::size_t i : fitting ? order : by_excess) {
+      if (taken == 2) break;
+      if (scored[i].fits() != fitting || (!fitting && !opt_.allow_recompute)) continue;
+      bool dup = false;
+      for (const Seed& s : seeds) dup = dup || s.cand.chunks == scored[i].schedule.chunks;
+      if (dup) continue;
+      Seed s{level[i], scored[i], false};
+      s.cand.chunks = scored[i].schedule.chunks;  // with the recomputation flags evaluated
+      s.cand.recompute = Recompute::none;
+      seeds.push_back(std::move(s));
+      ++taken;
+    }
   }
   for (std::int32_t round = 0; round < opt_.tune_rounds; ++round) {
     if (watch.elapsed_ms() >= opt_.time_budget_ms) {
@@ -426,33 +488,91 @@ BatchResult Searcher::search(const spec::Batch& batch) {
     for (std::size_t k = 0; k < seeds.size(); ++k) {
       if (seeds[k].done) continue;
       const Seed& s = seeds[k];
-      // The two busiest ranks; each of their chunks gives a layer to a neighbour of its module.
+      const std::size_t n = s.cand.chunks.size();
+      const auto add = [&](Candidate m) {
+        if (m.detail.find(", tuned") == std::string::npos) m.detail += ", tuned";
+        moves.push_back(std::move(m));
+        owner.push_back(k);
+      };
+      // Ranks by compute time, busiest first.
       std::vector<std::int32_t> ranks(static_cast<std::size_t>(p));
       for (std::int32_t r = 0; r < p; ++r) ranks[static_cast<std::size_t>(r)] = r;
       std::stable_sort(ranks.begin(), ranks.end(), [&](std::int32_t a, std::int32_t b) {
         return s.eval.result.busy_ns[static_cast<std::size_t>(a)] > s.eval.result.busy_ns[static_cast<std::size_t>(b)];
       });
-      const std::size_t n = s.cand.chunks.size();
-      for (std::size_t rr = 0; rr < std::min<std::size_t>(2, ranks.size()); ++rr)
+      const auto among = [&](std::int32_t r, std::size_t first, std::size_t count) {
+        for (std::size_t i = first; i < std::min(first + count, ranks.size()); ++i)
+          if (ranks[i] == r) return true;
+        return false;
+      };
+      // Layers: each chunk of the two busiest ranks gives a layer to a neighbour of its module
+      // or to its module's chunk on the least busy rank.
+      for (std::size_t j = 0; j < n; ++j) {
+        const schedule::Chunk& c = s.cand.chunks[j];
+        if (!among(c.rank, 0, 2) || c.layer_end - c.layer_begin < 2) continue;
+        for (std::size_t b = 0; b < n; ++b) {
+          if (b == j || s.cand.chunks[b].module != c.module) continue;
+          const bool neighbour = b + 1 == j || j + 1 == b;
+          if (!neighbour && s.cand.chunks[b].rank != ranks.back()) continue;
+          bool contiguous = true;  // only inside one run of the module's chunks
+          for (std::size_t x = std::min(j, b); x <= std::max(j, b); ++x) contiguous = contiguous && s.cand.chunks[x].module == c.module;
+          if (!contiguous) continue;
+          Candidate m = s.cand;
+          move_layer(m.chunks, j, b);
+          add(std::move(m));
+        }
+      }
+      // Recomputation: on for the chunk keeping the most activations on each of the two
+      // ranks nearest their capacity (above 85%), and on every rank above it at once; off
+      // for the smallest recomputed chunk on each of the two ranks furthest from it.
+      std::vector<std::int32_t> by_mem(static_cast<std::size_t>(p));
+      for (std::int32_t r = 0; r < p; ++r) by_mem[static_cast<std::size_t>(r)] = r;
+      const auto& peak = s.eval.result.peak_mem_bytes;
+      std::stable_sort(by_mem.begin(), by_mem.end(), [&](std::int32_t a, std::int32_t b) {
+        return peak[static_cast<std::size_t>(a)] > peak[static_cast<std::size_t>(b)];
+      });
+      const auto largest_kept = [&](std::int32_t r) {  // the chunk on r keeping the most, or n
+        std::size_t pick = n;
+        for (std::size_t j = 0; j < n; ++j)
+          if (s.cand.chunks[j].rank == r && !s.cand.chunks[j].recompute &&
+              (pick == n || s.eval.stage_act_bytes[j] > s.eval.stage_act_bytes[pick]))
+            pick = j;
+        return pick;
+      };
+      if (opt_.allow_recompute) {
+        for (std::size_t i = 0; i < std::min<std::size_t>(2, by_mem.size()); ++i) {
+          const std::int32_t r = by_mem[i];
+          if (static_cast<double>(peak[static_cast<std::size_t>(r)]) < 0.85 * static_cast<double>(capacity)) break;
+          const std::size_t pick = largest_kept(r);
+          if (pick == n) continue;
+          Candidate m = s.cand;
+          m.chunks[pick].recompute = true;
+          add(std::move(m));
+        }
+        Candidate m = s.cand;
+        std::int32_t over = 0;
+        for (std::int32_t r = 0; r < p; ++r)
+          if (peak[static_cast<std::size_t>(r)] > capacity)
+            if (const std::size_t pick = largest_kept(r); pick < n) {
+              m.chunks[pick].recompute = true;
+              ++over;
+            }
+        if (over >= 2) add(std::move(m));
+      }
+      for (std::size_t i = by_mem.size(); i-- > by_mem.size() - std::min<std::size_t>(2, by_mem.size());) {
+        const std::int32_t r = by_mem[i];
+        std::size_t pick = n;
         for (std::size_t j = 0; j < n; ++j) {
           const schedule::Chunk& c = s.cand.chunks[j];
-          if (c.rank != ranks[rr] || c.layer_end - c.layer_begin < 2) continue;
-          for (const int dir : {-1, +1}) {
-            if ((dir < 0 && j == 0) || (dir > 0 && j + 1 == n)) continue;
-            const std::size_t nb = dir < 0 ? j - 1 : j + 1;
-            if (s.cand.chunks[nb].module != c.module) continue;
-            Candidate m = s.cand;
-            if (dir < 0) {
-              ++m.chunks[nb].layer_end;
-              ++m.chunks[j].layer_begin;
-            } else {
-              --m.chunks[j].layer_end;
-              --m.chunks[nb].layer_begin;
-            }
-            moves.push_back(std::move(m));
-            owner.push_back(k);
-          }
+          if (c.rank == r && c.recompute &&
+              (pick == n || c.layer_end - c.layer_begin < s.cand.chunks[pick].layer_end - s.cand.chunks[pick].layer_begin))
+            pick = j;
         }
+        if (pick == n) continue;
+        Candidate m = s.cand;
+        m.chunks[pick].recompute = false;
+        add(std::move(m));
+      }
     }
     if (moves.empty()) break;
     std::vector<Evaluated> r = evaluate_all(moves, batch);
@@ -460,8 +580,8 @@ BatchResult Searcher::search(const spec::Batch& batch) {
     for (std::size_t i = 0; i < r.size(); ++i) {
       if (opt_.charge_switch) r[i].switch_ns = switch_ns(previous_, r[i].schedule.chunks);
       const std::size_t k = owner[i];
-      const bool improves = better(r[i], 0, seeds[k].eval, 1) && r[i].score_ns() < seeds[k].eval.score_ns();
-      if (improves && (best_move[k] == moves.size() || better(r[i], i, r[best_move[k]], best_move[k]))) best_move[k] = i;
+      if (tuned_better(r[i], seeds[k].eval) && (best_move[k] == moves.size() || tuned_better(r[i], r[best_move[k]])))
+        best_move[k] = i;
     }
     bool any = false;
     for (std::size_t k = 0; k < seeds.size(); ++k) {
@@ -473,8 +593,6 @@ BatchResult Searcher::search(const spec::Batch& batch) {
       any = true;
       seeds[k].cand = moves[best_move[k]];
       seeds[k].eval = r[best_move[k]];
-      if (seeds[k].cand.detail.find(", layer-tuned") == std::string::npos) seeds[k].cand.detail += ", layer-tuned";
-      seeds[k].eval.detail = seeds[k].cand.detail;
     }
     if (!any) break;
   }

@@ -5,10 +5,14 @@
 //      module (in proportion to the module's time on THIS batch), their placement on the
 //      ranks (looped or V-shaped), and the order of passes (the weaver: backward split into
 //      I + W or not, breadth- or depth-first forwards), on compute-balanced microbatches;
-//   3. model-layer tuning: from the best few, move layer boundaries between neighbouring
-//      chunks of a module off the busiest rank while SEMU's step time improves.
-// Candidates whose peak memory exceeds a rank's capacity are rejected (full recomputation
-// is tried when nothing fits without it). The baselines are candidates too, so the result
+//   3. model-layer tuning: from the best few, move layers between chunks of a module off the
+//      busiest ranks, and switch activation recomputation on for single chunks of the ranks
+//      nearest their memory capacity (off where memory is left), while SEMU's step time
+//      improves.
+// Every layout is first balanced per rank on this batch's layer times (balance_ranks), so
+// a rank holding the LM head holds fewer layers. Candidates whose peak memory exceeds a
+// rank's capacity are rejected (recomputation of the encoders or of everything is tried
+// when nothing fits without it; tuning then trims it to the chunks that need it). The baselines are candidates too, so the result
 // is never worse than the best of them; a change of layer placement from the previous
 // batch is charged the time to move those layers' weights and optimizer state.
 #pragma once
@@ -42,17 +46,28 @@ struct SearchOptions {
   std::int64_t token_budget = 0;  // 0 = automatic (see plan_baselines)
 };
 
-/// Activation recomputation (Megatron-LM's full granularity) for a candidate.
-enum class Recompute : std::uint8_t { none, encoders, all };
-const char* to_string(Recompute r);  // "none", "encoders", "all"
+/// Activation recomputation (Megatron-LM's full granularity) in a schedule: which chunks
+/// carry schedule::Chunk::recompute.
+enum class Recompute : std::uint8_t {
+  none,
+  encoders,   // exactly the encoders' chunks (what users switch on for video)
+  all,        // every chunk
+  selective,  // some other set: the search's per-chunk choice where memory is tight
+};
+const char* to_string(Recompute r);  // "none", "encoders", "all", "selective"
+/// Sets every chunk's flag for `r` (none, encoders or all).
+void set_recompute(std::vector<schedule::Chunk>& chunks, const spec::ModelSpec& model, Recompute r);
+/// Which of the four the chunks' flags are.
+Recompute recompute_of(std::span<const schedule::Chunk> chunks, const spec::ModelSpec& model);
 
 /// One scored schedule.
 struct Evaluated {
   std::string method;  // "pipeweaver", "gpipe", "1f1b", ...
   std::string detail;  // how it was built, one line
   schedule::Schedule schedule;
-  Recompute recompute = Recompute::none;
+  Recompute recompute = Recompute::none;  // of schedule.chunks
   semu::Result result;  // no timeline
+  std::vector<std::int64_t> stage_act_bytes;  // [stage] the most activation bytes one microbatch keeps
   std::int64_t switch_ns = 0;
   bool fits() const { return !result.exceeds_memory; }
   std::int64_t score_ns() const { return result.step_ns + switch_ns; }
