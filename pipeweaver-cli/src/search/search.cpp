@@ -506,17 +506,25 @@ BatchResult Searcher::search(const spec::Batch& batch) {
         return false;
       };
       // Layers: each chunk of the two busiest ranks gives a layer to a neighbour of its module
-      // or to its module's chunk on the least busy rank.
+      // or to one of its module's chunks (same run of chunks) on the two least busy ranks
+      // holding one.
+      const auto& busy = s.eval.result.busy_ns;
       for (std::size_t j = 0; j < n; ++j) {
         const schedule::Chunk& c = s.cand.chunks[j];
         if (!among(c.rank, 0, 2) || c.layer_end - c.layer_begin < 2) continue;
-        for (std::size_t b = 0; b < n; ++b) {
-          if (b == j || s.cand.chunks[b].module != c.module) continue;
-          const bool neighbour = b + 1 == j || j + 1 == b;
-          if (!neighbour && s.cand.chunks[b].rank != ranks.back()) continue;
-          bool contiguous = true;  // only inside one run of the module's chunks
-          for (std::size_t x = std::min(j, b); x <= std::max(j, b); ++x) contiguous = contiguous && s.cand.chunks[x].module == c.module;
-          if (!contiguous) continue;
+        std::size_t lo = j, hi = j;  // the run of the module's chunks around j
+        while (lo > 0 && s.cand.chunks[lo - 1].module == c.module) --lo;
+        while (hi + 1 < n && s.cand.chunks[hi + 1].module == c.module) ++hi;
+        std::vector<std::size_t> others;
+        for (std::size_t b = lo; b <= hi; ++b)
+          if (s.cand.chunks[b].rank != c.rank) others.push_back(b);
+        std::stable_sort(others.begin(), others.end(), [&](std::size_t a, std::size_t b) {
+          return busy[static_cast<std::size_t>(s.cand.chunks[a].rank)] < busy[static_cast<std::size_t>(s.cand.chunks[b].rank)];
+        });
+        if (others.size() > 2) others.resize(2);
+        for (std::size_t b = lo; b <= hi; ++b) {
+          const bool idle = std::find(others.begin(), others.end(), b) != others.end();
+          if (b == j || (b + 1 != j && j + 1 != b && !idle)) continue;
           Candidate m = s.cand;
           move_layer(m.chunks, j, b);
           add(std::move(m));
