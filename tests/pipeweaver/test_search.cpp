@@ -184,13 +184,23 @@ TEST_CASE("pipeweaver balance_ranks lowers the busiest rank until no single laye
     std::vector<schedule::Chunk> balanced = chunks;
     search::balance_ranks(model, w, balanced, p);
     INFO("trial " << trial << ", " << p << " ranks");
-    REQUIRE(balanced.size() == chunks.size());
-    for (std::size_t c = 0; c < chunks.size(); ++c) {
-      CHECK(balanced[c].module == chunks[c].module);
-      CHECK(balanced[c].rank == chunks[c].rank);
+    // Chunks may be dropped, not reordered or moved; the rest tile every module; every rank
+    // keeps a chunk.
+    REQUIRE(balanced.size() <= chunks.size());
+    std::size_t k = 0;
+    for (const schedule::Chunk& c : balanced) {
+      while (k < chunks.size() && (chunks[k].module != c.module || chunks[k].rank != c.rank)) ++k;
+      CHECK(k < chunks.size());
+      ++k;
+    }
+    std::set<std::int32_t> ranks;
+    for (std::size_t c = 0; c < balanced.size(); ++c) {
+      ranks.insert(balanced[c].rank);
       CHECK(balanced[c].layer_end - balanced[c].layer_begin >= 1);
       CHECK(balanced[c].layer_begin == (c == 0 || balanced[c - 1].module != balanced[c].module ? 0 : balanced[c - 1].layer_end));
     }
+    CHECK(ranks.size() == static_cast<std::size_t>(p));
+    CHECK(balanced.back().layer_end == 32);
     const double before = peak(chunks), after = peak(balanced);
     CHECK(after <= before + 1e-9);
     // Local optimum: no single move of a layer between two chunks of a module lowers the peak.

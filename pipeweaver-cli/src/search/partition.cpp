@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <numeric>
+#include <tuple>
 
 #include "common/errors.hpp"
 
@@ -180,19 +181,26 @@ void move_layer(std::vector<schedule::Chunk>& chunks, std::size_t a, std::size_t
 
 void balance_ranks(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
                    std::vector<schedule::Chunk>& chunks, std::int32_t n_ranks) {
-  const std::size_t n = chunks.size();
+  const std::size_t n = chunks.size(), P = static_cast<std::size_t>(n_ranks);
   // Prefix sums of every module's layer weights: a chunk's weight is a difference.
   std::vector<std::vector<double>> prefix(weights.size());
   for (std::size_t j = 0; j < weights.size(); ++j) {
     prefix[j].assign(weights[j].w.size() + 1, 0.0);
     for (std::size_t l = 0; l < weights[j].w.size(); ++l) prefix[j][l + 1] = prefix[j][l] + weights[j].w[l];
   }
-  std::vector<std::size_t> module_of(n, weights.size());
+  std::vector<std::size_t> module_of(n, weights.size()), rank(n);
+  std::vector<std::int32_t> lo(n), hi(n);  // layer ranges, worked on without the strings
+  std::vector<std::int32_t> held(P, 0);    // non-empty chunks per rank
   for (std::size_t c = 0; c < n; ++c) {
     const int mi = model.find(chunks[c].module);
     for (std::size_t j = 0; j < weights.size(); ++j)
       if (weights[j].module == mi) module_of[c] = j;
     PWPI_CHECK_MSG(module_of[c] < weights.size(), "a chunk's module has no weights");
+    rank[c] = static_cast<std::size_t>(chunks[c].rank);
+    PWPI_CHECK(rank[c] < P);
+    lo[c] = chunks[c].layer_begin;
+    hi[c] = chunks[c].layer_end;
+    ++held[rank[c]];
   }
   // Runs of consecutive chunks of one module: layers move only inside a run.
   std::vector<std::size_t> run(n, 0);
@@ -201,33 +209,40 @@ void balance_ranks(const spec::ModelSpec& model, std::span<const ModuleWeights> 
     const std::vector<double>& pre = prefix[module_of[c]];
     return pre[static_cast<std::size_t>(end)] - pre[static_cast<std::size_t>(begin)];
   };
-  std::vector<double> load(static_cast<std::size_t>(n_ranks), 0.0);
-  for (std::size_t c = 0; c < n; ++c)
-    load[static_cast<std::size_t>(chunks[c].rank)] += weight(c, chunks[c].layer_begin, chunks[c].layer_end);
+  std::vector<double> load(P, 0.0);
+  for (std::size_t c = 0; c < n; ++c) load[rank[c]] += weight(c, lo[c], hi[c]);
 
-  // Moving a layer from chunk a to chunk b (same module) shifts the boundaries between them:
-  // the chunks strictly between keep their sizes; their weights change only where layer
-  // weights differ (module ends carry extras), so every chunk in [a, b] is re-weighed.
-  std::vector<double> delta(static_cast<std::size_t>(n_ranks), 0.0);
+  // Moving a layer from chunk a to chunk b shifts every boundary between them by one: a
+  // shrinks, b grows, the chunks between keep their sizes but not always their weights
+  // (module ends carry extras), so all of [a, b] are re-weighed. A chunk may give away its
+  // last layer (it is dropped at the end) unless it is its rank's only chunk.
+  std::vector<double> delta(P, 0.0);
+  std::vector<std::size_t> touched;
+  const auto shifted = [&](std::size_t c, std::size_t a, std::size_t b) -> std::pair<std::int32_t, std::int32_t> {
+    if (a < b) return {c == a ? lo[c] : lo[c] - 1, c == b ? hi[c] : hi[c] - 1};
+    return {c == a ? lo[c] + 1 : lo[c] + 1 - (c == b ? 1 : 0), c == b ? hi[c] + 1 : (c == a ? hi[c] : hi[c] + 1)};
+  };
   for (std::size_t iter = 0; iter < 4 * n + 64; ++iter) {
     const auto busiest = static_cast<std::size_t>(std::max_element(load.begin(), load.end()) - load.begin());
     double best_peak = load[busiest];
     std::size_t best_a = n, best_b = n;
     for (std::size_t a = 0; a < n; ++a) {
-      if (static_cast<std::size_t>(chunks[a].rank) != busiest || chunks[a].layer_end - chunks[a].layer_begin < 2) continue;
+      if (rank[a] != busiest || hi[a] - lo[a] < 1 || (hi[a] - lo[a] == 1 && held[busiest] < 2)) continue;
       for (std::size_t b = 0; b < n; ++b) {
-        if (b == a || run[b] != run[a] || static_cast<std::size_t>(chunks[b].rank) == busiest) continue;
-        std::vector<schedule::Chunk> trial(chunks.begin(), chunks.end());
-        move_layer(trial, a, b);
-        std::fill(delta.begin(), delta.end(), 0.0);
-        for (std::size_t c = std::min(a, b); c <= std::max(a, b); ++c)
-          delta[static_cast<std::size_t>(chunks[c].rank)] += weight(c, trial[c].layer_begin, trial[c].layer_end) -
-                                                             weight(c, chunks[c].layer_begin, chunks[c].layer_end);
+        if (b == a || run[b] != run[a] || rank[b] == busiest) continue;
+        for (const std::size_t r : touched) delta[r] = 0.0;
+        touched.clear();
+        for (std::size_t c = std::min(a, b); c <= std::max(a, b); ++c) {
+          const auto [nb, ne] = shifted(c, a, b);
+          const double d = weight(c, nb, ne) - weight(c, lo[c], hi[c]);
+          if (d == 0.0) continue;
+          if (delta[rank[c]] == 0.0) touched.push_back(rank[c]);
+          delta[rank[c]] += d;
+        }
+        if (!(delta[busiest] < 0.0)) continue;  // the busiest rank must drop
         double peak = 0;
-        for (std::size_t r = 0; r < load.size(); ++r)
-          if (delta[r] != 0.0) peak = std::max(peak, load[r] + delta[r]);
-        // The busiest rank must drop and no rank the move touches may reach its old load.
-        if (load[busiest] + delta[busiest] < load[busiest] && peak < best_peak) {
+        for (const std::size_t r : touched) peak = std::max(peak, load[r] + delta[r]);
+        if (peak < best_peak) {  // and no rank the move touches may reach its old load
           best_peak = peak;
           best_a = a;
           best_b = b;
@@ -235,11 +250,25 @@ void balance_ranks(const spec::ModelSpec& model, std::span<const ModuleWeights> 
       }
     }
     if (best_a == n) break;
-    const std::size_t lo = std::min(best_a, best_b), hi = std::max(best_a, best_b);
-    for (std::size_t c = lo; c <= hi; ++c) load[static_cast<std::size_t>(chunks[c].rank)] -= weight(c, chunks[c].layer_begin, chunks[c].layer_end);
-    move_layer(chunks, best_a, best_b);
-    for (std::size_t c = lo; c <= hi; ++c) load[static_cast<std::size_t>(chunks[c].rank)] += weight(c, chunks[c].layer_begin, chunks[c].layer_end);
+    const std::size_t first = std::min(best_a, best_b), last = std::max(best_a, best_b);
+    std::vector<std::pair<std::int32_t, std::int32_t>> next;
+    for (std::size_t c = first; c <= last; ++c) next.push_back(shifted(c, best_a, best_b));
+    for (std::size_t c = first; c <= last; ++c) {
+      load[rank[c]] -= weight(c, lo[c], hi[c]);
+      held[rank[c]] -= hi[c] > lo[c] ? 1 : 0;
+      std::tie(lo[c], hi[c]) = next[c - first];
+      load[rank[c]] += weight(c, lo[c], hi[c]);
+      held[rank[c]] += hi[c] > lo[c] ? 1 : 0;
+    }
   }
+  std::vector<schedule::Chunk> out;
+  for (std::size_t c = 0; c < n; ++c)
+    if (hi[c] > lo[c]) {
+      out.push_back(chunks[c]);
+      out.back().layer_begin = lo[c];
+      out.back().layer_end = hi[c];
+    }
+  chunks = std::move(out);
 }
 
 std::vector<double> chunk_weights(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,

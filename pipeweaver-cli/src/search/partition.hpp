@@ -64,7 +64,9 @@ void move_layer(std::vector<schedule::Chunk>& chunks, std::size_t a, std::size_t
 /// chunks of the same module: a layer leaves one chunk for any other of its module, the
 /// chunks in between shifting by one layer and keeping their sizes. Repeats the move that
 /// lowers the busiest rank the most (never raising another rank to its old load) until none
-/// does; chunks keep their ranks and order and at least one layer each. Deterministic.
+/// does. Chunks keep their ranks and order; a chunk that gives away its last layer is
+/// dropped (so a rank can shed a module altogether, e.g. the LM head's rank its encoder
+/// chunk), but every rank keeps at least one chunk. Deterministic.
 void balance_ranks(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
                    std::vector<schedule::Chunk>& chunks, std::int32_t n_ranks);
 

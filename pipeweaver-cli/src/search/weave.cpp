@@ -20,6 +20,7 @@ struct Pending {
   std::int32_t mb;
   Op op;
   std::int64_t arrival;  // when its inputs are on this rank
+  std::int64_t key = 0;  // priority (lower first), set by push()
 };
 
 class Weaver {
@@ -99,8 +100,9 @@ class Weaver {
   }
   void push(std::int32_t r, Pending e) {
     const auto R = static_cast<std::size_t>(r);
+    e.key = key(e);
     if (e.op == Op::W) {
-      w_heap_[R].push_back({key(e), e});
+      w_heap_[R].push_back({e.key, e});
       std::push_heap(w_heap_[R].begin(), w_heap_[R].end(), heap_after);
     } else {
       (e.op == Op::F ? forward_[R] : backward_[R]).push_back(e);
@@ -135,16 +137,14 @@ class Weaver {
   // The best ready entry of `list` (lowest key; forwards must be admissible), or size().
   std::size_t pick(const std::vector<Pending>& list, std::int32_t r, std::int64_t t) const {
     std::size_t best = list.size();
-    std::int64_t best_key = 0;
+    std::int64_t best_key = std::numeric_limits<std::int64_t>::max();
     for (std::size_t j = 0; j < list.size(); ++j) {
       const Pending& e = list[j];
-      if (e.arrival > t) continue;
+      // Keys are distinct within a list, so testing admission last picks the same entry.
+      if (e.arrival > t || e.key >= best_key) continue;
       if (e.op == Op::F && !admissible(r, e)) continue;
-      const std::int64_t k = key(e);
-      if (best == list.size() || k < best_key) {
-        best = j;
-        best_key = k;
-      }
+      best = j;
+      best_key = e.key;
     }
     return best;
   }
