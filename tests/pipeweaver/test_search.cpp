@@ -306,6 +306,29 @@ TEST_CASE("pipeweaver balanced packing puts every sample in exactly one of m non
   CHECK(flops(search::pack_balanced(f.model, b, 8)) <= flops(cost::pack_contiguous(f.model, b, 8)));
 }
 
+TEST_CASE("pipeweaver order_by_work reorders microbatches by their work and keeps each intact", "[unit]") {
+  Fixture f;
+  const spec::Batch b = llava_batch(40, 5);
+  const auto packing = search::pack_balanced(f.model, b, 10);
+  const auto work = [&](const std::vector<std::int32_t>& mb) {
+    double w = 0;
+    for (const std::int32_t i : mb) {
+      const spec::SampleShape shape = f.model.shape(b.samples[static_cast<std::size_t>(i)]);
+      w += f.model.llm().forward_flops(shape.llm_tokens);
+      for (const spec::EncoderPass& p : shape.encoder_passes)
+        w += static_cast<double>(p.count) * f.model.modules[static_cast<std::size_t>(p.module)].forward_flops(p.seq_len);
+    }
+    return w;
+  };
+  for (const bool heaviest : {true, false}) {
+    const auto ordered = search::order_by_work(f.model, b, packing, heaviest);
+    REQUIRE(ordered.size() == packing.size());
+    CHECK(std::is_permutation(ordered.begin(), ordered.end(), packing.begin()));
+    for (std::size_t k = 1; k < ordered.size(); ++k)
+      CHECK((heaviest ? work(ordered[k - 1]) >= work(ordered[k]) : work(ordered[k - 1]) <= work(ordered[k])));
+  }
+}
+
 TEST_CASE("pipeweaver interleaved baselines get a multiple of p microbatches", "[unit]") {
   Fixture f;
   std::vector<spec::Batch> trace = {llava_batch(37, 1), llava_batch(50, 2)};

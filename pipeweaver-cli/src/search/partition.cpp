@@ -286,6 +286,39 @@ std::vector<double> chunk_weights(const spec::ModelSpec& model, std::span<const 
   return out;
 }
 
+namespace {
+
+// A sample's forward FLOPs per module, into `out` (one entry per module, zeroed first).
+void module_flops(const spec::ModelSpec& model, const spec::Sample& sample, std::span<double> out) {
+  std::fill(out.begin(), out.end(), 0.0);
+  const spec::SampleShape shape = model.shape(sample);
+  out[static_cast<std::size_t>(model.llm_index)] = model.llm().forward_flops(shape.llm_tokens);
+  for (const spec::EncoderPass& p : shape.encoder_passes)
+    out[static_cast<std::size_t>(p.module)] +=
+        static_cast<double>(p.count) * model.modules[static_cast<std::size_t>(p.module)].forward_flops(p.seq_len);
+}
+
+}  // namespace
+
+std::vector<std::vector<std::int32_t>> order_by_work(const spec::ModelSpec& model, const spec::Batch& batch,
+                                                     std::vector<std::vector<std::int32_t>> packing,
+                                                     bool heaviest_first) {
+  std::vector<double> per(model.modules.size());
+  std::vector<std::pair<double, std::size_t>> work;
+  for (std::size_t b = 0; b < packing.size(); ++b) {
+    double w = 0;
+    for (const std::int32_t i : packing[b]) {
+      module_flops(model, batch.samples[static_cast<std::size_t>(i)], per);
+      for (const double x : per) w += x;
+    }
+    work.emplace_back(heaviest_first ? -w : w, b);
+  }
+  std::stable_sort(work.begin(), work.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<std::vector<std::int32_t>> out;
+  for (const auto& [w, b] : work) out.push_back(std::move(packing[b]));
+  return out;
+}
+
 std::vector<std::vector<std::int32_t>> pack_balanced(const spec::ModelSpec& model, const spec::Batch& batch,
                                                      std::int32_t m) {
   const std::size_t n = batch.samples.size();
@@ -296,11 +329,7 @@ std::vector<std::vector<std::int32_t>> pack_balanced(const spec::ModelSpec& mode
   const std::size_t n_mod = model.modules.size();
   std::vector<double> cost(n * n_mod, 0.0), total(n, 0.0), share(n_mod, 0.0);
   for (std::size_t i = 0; i < n; ++i) {
-    const spec::SampleShape shape = model.shape(batch.samples[i]);
-    cost[i * n_mod + static_cast<std::size_t>(model.llm_index)] = model.llm().forward_flops(shape.llm_tokens);
-    for (const spec::EncoderPass& p : shape.encoder_passes)
-      cost[i * n_mod + static_cast<std::size_t>(p.module)] +=
-          static_cast<double>(p.count) * model.modules[static_cast<std::size_t>(p.module)].forward_flops(p.seq_len);
+    module_flops(model, batch.samples[i], std::span(cost).subspan(i * n_mod, n_mod));
     for (std::size_t k = 0; k < n_mod; ++k) {
       total[i] += cost[i * n_mod + k];
       share[k] += cost[i * n_mod + k];

@@ -412,10 +412,18 @@ BatchResult Searcher::search(const spec::Batch& batch) {
         }
     }
     if (chosen.empty() && !top.empty()) chosen.push_back(top[0]);
+    // Each packing as packed, and with its heaviest or its lightest microbatches first
+    // (a long video's microbatch early fills the pipeline behind it, late it drains alone).
+    std::vector<std::pair<std::vector<std::vector<std::int32_t>>, const char*>> orders;
+    for (const auto& pk : packings) {
+      orders.emplace_back(pk, "");
+      orders.emplace_back(order_by_work(model_, batch, pk, true), ", heaviest first");
+      orders.emplace_back(order_by_work(model_, batch, pk, false), ", lightest first");
+    }
     for (const std::size_t t : chosen) {
       const Candidate& src = level[t];
       for (const WeavePolicy& pol : policies)
-        for (const auto& pk : packings) {
+        for (const auto& [pk, order_text] : orders) {
           if (pk == src.packing && pol.split_backward == src.policy.split_backward && pol.forward == src.policy.forward)
             continue;
           Candidate c = structural[t];
@@ -423,6 +431,7 @@ BatchResult Searcher::search(const spec::Batch& batch) {
           c.packing = pk;
           c.recompute = src.recompute;
           finish_detail(c);
+          c.detail += order_text;
           more.push_back(std::move(c));
         }
     }
