@@ -1,8 +1,10 @@
 // schedule: writes one batch's schedule as JSON: a baseline exactly as `search` builds it
 // (static partition balanced over the whole trace, token-budget packing), or PipeWeaver's
 // searched schedule for that batch.
+#include <algorithm>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include "commands.hpp"
 #include "common/errors.hpp"
@@ -86,7 +88,9 @@ void register_schedule(common::CliApp& cli) {
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("-o,--output", a->output, "Schedule JSON to write ('-' = stdout)")->required();
   cmd->add_option("--time-budget-ms", a->time_budget_ms, "pipeweaver: search time")->check(CLI::Range(1.0, 1e9));
-  cmd->add_option("--threads", a->threads, "pipeweaver: worker threads")->check(CLI::Range(1, 256));
+  a->threads = static_cast<std::int32_t>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u));
+  cmd->add_option("--threads", a->threads, "pipeweaver: worker threads (default: this machine's cores)")
+      ->check(CLI::Range(1, 256));
   cmd->add_option("--device-profile", a->sim.profile_path, "Device profile (JSON, from `profile`)");
   cmd->add_flag("--zero1", a->sim.zero1, "Shard optimizer state over the data-parallel replicas (ZeRO-1)");
 }

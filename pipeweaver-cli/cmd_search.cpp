@@ -8,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "commands.hpp"
 #include "common/errors.hpp"
@@ -204,7 +205,10 @@ void register_search(common::CliApp& cli) {
   cmd->add_option("--report-batches", a->report_batches, "Only these batches in the report (default: all)")->delimiter(',');
   cmd->add_flag("--json", a->json, "Print one JSON object on stdout");
   cmd->add_option("--batches", a->max_batches, "Search only the first N batches")->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
-  cmd->add_option("--threads", a->opt.threads, "Worker threads scoring candidates")->check(CLI::Range(1, 256))->capture_default_str();
+  a->opt.threads = static_cast<std::int32_t>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u));
+  cmd->add_option("--threads", a->opt.threads, "Worker threads scoring candidates (default: this machine's cores)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   cmd->add_option("--time-budget-ms", a->opt.time_budget_ms, "Search time per batch")->check(CLI::Range(1.0, 1e9))->capture_default_str();
   cmd->add_option("--max-chunks-per-rank", a->opt.max_chunks_per_rank, "Most virtual stages per rank the search tries")
       ->check(CLI::Range(1, 64))->capture_default_str();

@@ -37,19 +37,27 @@ double thread_cpu_s() {
 }
 
 // Best CPU seconds per call of `fn` over repetitions filling `budget_s` of wall time (at
-// least 2 calls after one warm-up call): the best call is the least disturbed.
+// least 2 samples after one warm-up call): the best sample is the least disturbed. A sample
+// runs `fn` as many times as it takes to fill 200 us of CPU time, so that calls shorter
+// than the thread CPU clock's tick (coarse on some virtual machines) are still measured.
 template <class F>
 double best_seconds(F&& fn, double budget_s) {
   fn();
+  constexpr double kMinSample = 200e-6;
   double best = 1e30;
   common::Stopwatch total;
-  int reps = 0;
-  while (reps < 2 || total.elapsed_s() < budget_s) {
+  int samples = 0;
+  long calls = 1;
+  while (samples < 2 || total.elapsed_s() < budget_s) {
     const double start = thread_cpu_s();
-    fn();
-    best = std::min(best, thread_cpu_s() - start);
-    ++reps;
-    if (reps > 100000) break;
+    for (long i = 0; i < calls; ++i) fn();
+    const double took = thread_cpu_s() - start;
+    if (took < kMinSample && calls < (1L << 30)) {  // too short to trust: more calls per sample
+      calls *= 2;
+      continue;
+    }
+    best = std::min(best, took / static_cast<double>(calls));
+    if (++samples > 100000) break;
   }
   return best;
 }
