@@ -282,8 +282,9 @@ TEST_CASE("pipeweaver when memory is tight the search recomputes and still fits"
 TEST_CASE("pipeweaver balanced packing puts every sample in exactly one of m non-empty microbatches", "[unit]") {
   Fixture f;
   const spec::Batch b = llava_batch(40, 5);
-  for (const std::int32_t m : {1, 4, 8, 40}) {
-    const auto mbs = search::pack_balanced(f.model, b, m);
+  for (const std::int32_t m : {1, 4, 8, 40})
+    for (const bool total_only : {false, true}) {
+    const auto mbs = search::pack_balanced(f.model, b, m, total_only);
     REQUIRE(mbs.size() == static_cast<std::size_t>(m));
     std::set<std::int32_t> seen;
     for (const auto& mb : mbs) {
@@ -304,6 +305,15 @@ TEST_CASE("pipeweaver balanced packing puts every sample in exactly one of m non
     return worst;
   };
   CHECK(flops(search::pack_balanced(f.model, b, 8)) <= flops(cost::pack_contiguous(f.model, b, 8)));
+  // Balancing the sum alone (largest first into the lightest): the heaviest microbatch is at
+  // most the mean plus the heaviest sample.
+  double sum = 0, biggest = 0;
+  for (const spec::Sample& x : b.samples) {
+    sum += f.model.forward_flops(x);
+    biggest = std::max(biggest, f.model.forward_flops(x));
+  }
+  CHECK(flops(search::pack_balanced(f.model, b, 8, true)) <= sum / 8 + biggest);
+  CHECK(flops(search::pack_balanced(f.model, b, 8, true)) <= flops(search::pack_balanced(f.model, b, 8)) + 1e-6 * sum);
 }
 
 TEST_CASE("pipeweaver order_by_work reorders microbatches by their work and keeps each intact", "[unit]") {
@@ -312,12 +322,7 @@ TEST_CASE("pipeweaver order_by_work reorders microbatches by their work and keep
   const auto packing = search::pack_balanced(f.model, b, 10);
   const auto work = [&](const std::vector<std::int32_t>& mb) {
     double w = 0;
-    for (const std::int32_t i : mb) {
-      const spec::SampleShape shape = f.model.shape(b.samples[static_cast<std::size_t>(i)]);
-      w += f.model.llm().forward_flops(shape.llm_tokens);
-      for (const spec::EncoderPass& p : shape.encoder_passes)
-        w += static_cast<double>(p.count) * f.model.modules[static_cast<std::size_t>(p.module)].forward_flops(p.seq_len);
-    }
+    for (const std::int32_t i : mb) w += f.model.forward_flops(b.samples[static_cast<std::size_t>(i)]);
     return w;
   };
   for (const bool heaviest : {true, false}) {

@@ -288,7 +288,8 @@ std::vector<double> chunk_weights(const spec::ModelSpec& model, std::span<const 
 
 namespace {
 
-// A sample's forward FLOPs per module, into `out` (one entry per module, zeroed first).
+// A sample's forward FLOPs per module, into `out` (one entry per module, zeroed first);
+// they sum to ModelSpec::forward_flops(sample).
 void module_flops(const spec::ModelSpec& model, const spec::Sample& sample, std::span<double> out) {
   std::fill(out.begin(), out.end(), 0.0);
   const spec::SampleShape shape = model.shape(sample);
@@ -296,6 +297,8 @@ void module_flops(const spec::ModelSpec& model, const spec::Sample& sample, std:
   for (const spec::EncoderPass& p : shape.encoder_passes)
     out[static_cast<std::size_t>(p.module)] +=
         static_cast<double>(p.count) * model.modules[static_cast<std::size_t>(p.module)].forward_flops(p.seq_len);
+  for (const auto& [projector, tokens] : shape.projector_tokens)
+    out[static_cast<std::size_t>(projector)] += model.modules[static_cast<std::size_t>(projector)].forward_flops(tokens);
 }
 
 }  // namespace
@@ -320,7 +323,7 @@ std::vector<std::vector<std::int32_t>> order_by_work(const spec::ModelSpec& mode
 }
 
 std::vector<std::vector<std::int32_t>> pack_balanced(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                     std::int32_t m) {
+                                                     std::int32_t m, bool total_only) {
   const std::size_t n = batch.samples.size();
   if (m < 1 || static_cast<std::size_t>(m) > n)
     throw common::UsageError("cannot pack " + std::to_string(n) + " samples into " + std::to_string(m) +
@@ -349,7 +352,9 @@ std::vector<std::vector<std::int32_t>> pack_balanced(const spec::ModelSpec& mode
     for (std::size_t b = 0; b < static_cast<std::size_t>(m); ++b) {
       if (fill_empty && !out[b].empty()) continue;
       double peak = 0;
-      for (std::size_t k = 0; k < n_mod; ++k) peak = std::max(peak, (load[b * n_mod + k] + cost[i * n_mod + k]) / share[k]);
+      if (total_only) peak = load_total[b] + total[i];
+      else
+        for (std::size_t k = 0; k < n_mod; ++k) peak = std::max(peak, (load[b * n_mod + k] + cost[i * n_mod + k]) / share[k]);
       if (peak < best_peak || (peak == best_peak && load_total[b] < best_total)) {
         best_peak = peak;
         best_total = load_total[b];

@@ -81,9 +81,9 @@ std::vector<std::vector<std::int32_t>> order_by_work(const spec::ModelSpec& mode
                                                      bool heaviest_first);
 
 /// Samples into exactly `m` non-empty microbatches balancing every module's forward FLOPs
-/// at once (largest sample first into the microbatch whose most loaded module stays
+/// at once (or, `total_only`, their sum) (largest sample first into the microbatch whose most loaded module stays
 /// lowest relative to its share). UsageError when the batch has fewer than m samples.
 std::vector<std::vector<std::int32_t>> pack_balanced(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                     std::int32_t m);
+                                                     std::int32_t m, bool total_only = false);
 
 }  // namespace pipeweaver::search

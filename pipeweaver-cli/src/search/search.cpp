@@ -415,6 +415,8 @@ BatchResult Searcher::search(const spec::Batch& batch) {
     // Each packing as packed, and with its heaviest or its lightest microbatches first
     // (a long video's microbatch early fills the pipeline behind it, late it drains alone).
     std::vector<std::pair<std::vector<std::vector<std::int32_t>>, const char*>> orders;
+    for (const auto& pk : packings)
+      orders.emplace_back(pack_balanced(model_, batch, static_cast<std::int32_t>(pk.size()), true), ", total-balanced");
     for (const auto& pk : packings) {
       orders.emplace_back(pk, "");
       orders.emplace_back(order_by_work(model_, batch, pk, true), ", heaviest first");
@@ -475,7 +477,7 @@ BatchResult Searcher::search(const spec::Batch& batch) {
   for (const bool fitting : {true, false}) {
     std::size_t taken = 0;
     for (const std::size_t i : fitting ? order : by_excess) {
-      if (taken == 2) break;
+      if (taken == (fitting ? 2u : 1u)) break;
       if (scored[i].fits() != fitting || (!fitting && !opt_.allow_recompute)) continue;
       bool dup = false;
       for (const Seed& s : seeds) dup = dup || s.cand.chunks == scored[i].schedule.chunks;
