@@ -212,6 +212,99 @@ semu::Result Searcher::replay(const Evaluated& e, const spec::Batch& batch) {
   return semu::simulate(e.schedule, costs_of(e, batch), {.record_timeline = true});
 }
 
+// One round of tuning moves from `seed` (scored as `eval`): layers off the two busiest
+// ranks, recomputation switched on near capacity and off where memory is left.
+std::vector<Searcher::Candidate> Searcher::tuning_moves(const Candidate& seed, const Evaluated& eval) const {
+  const auto p = static_cast<std::int32_t>(cluster_.pipeline_size);
+  const auto capacity = static_cast<std::int64_t>(cluster_.device.memory_bytes);
+  const std::size_t n = seed.chunks.size();
+  std::vector<Candidate> out;
+  // Ranks by compute time, busiest first.
+  std::vector<std::int32_t> ranks(static_cast<std::size_t>(p));
+  for (std::int32_t r = 0; r < p; ++r) ranks[static_cast<std::size_t>(r)] = r;
+  std::stable_sort(ranks.begin(), ranks.end(), [&](std::int32_t a, std::int32_t b) {
+    return eval.result.busy_ns[static_cast<std::size_t>(a)] > eval.result.busy_ns[static_cast<std::size_t>(b)];
+  });
+  const auto busiest_two = [&](std::int32_t r) { return r == ranks[0] || (ranks.size() > 1 && r == ranks[1]); };
+  // Layers: each chunk of the two busiest ranks gives a layer to a neighbour of its module
+  // or to one of its module's chunks (same run of chunks) on the two least busy ranks
+  // holding one.
+  const auto& busy = eval.result.busy_ns;
+  for (std::size_t j = 0; j < n; ++j) {
+    const schedule::Chunk& c = seed.chunks[j];
+    if (!busiest_two(c.rank) || c.layer_end - c.layer_begin < 2) continue;
+    std::size_t lo = j, hi = j;  // the run of the module's chunks around j
+    while (lo > 0 && seed.chunks[lo - 1].module == c.module) --lo;
+    while (hi + 1 < n && seed.chunks[hi + 1].module == c.module) ++hi;
+    std::vector<std::size_t> others;
+    for (std::size_t b = lo; b <= hi; ++b)
+      if (seed.chunks[b].rank != c.rank) others.push_back(b);
+    std::stable_sort(others.begin(), others.end(), [&](std::size_t a, std::size_t b) {
+      return busy[static_cast<std::size_t>(seed.chunks[a].rank)] < busy[static_cast<std::size_t>(seed.chunks[b].rank)];
+    });
+    if (others.size() > 2) others.resize(2);
+    for (std::size_t b = lo; b <= hi; ++b) {
+      const bool idle = std::find(others.begin(), others.end(), b) != others.end();
+      if (b == j || (b + 1 != j && j + 1 != b && !idle)) continue;
+      Candidate m = seed;
+      move_layer(m.chunks, j, b);
+      out.push_back(std::move(m));
+    }
+  }
+  // Recomputation: on for the chunk keeping the most activations on each of the two
+  // ranks nearest their capacity (above 85%), and on every rank above it at once; off
+  // for the smallest recomputed chunk on each of the two ranks furthest from it.
+  std::vector<std::int32_t> by_mem(static_cast<std::size_t>(p));
+  for (std::int32_t r = 0; r < p; ++r) by_mem[static_cast<std::size_t>(r)] = r;
+  const auto& peak = eval.result.peak_mem_bytes;
+  std::stable_sort(by_mem.begin(), by_mem.end(), [&](std::int32_t a, std::int32_t b) {
+    return peak[static_cast<std::size_t>(a)] > peak[static_cast<std::size_t>(b)];
+  });
+  const auto largest_kept = [&](std::int32_t r) {  // the chunk on r keeping the most, or n
+    std::size_t pick = n;
+    for (std::size_t j = 0; j < n; ++j)
+      if (seed.chunks[j].rank == r && !seed.chunks[j].recompute &&
+          (pick == n || eval.stage_act_bytes[j] > eval.stage_act_bytes[pick]))
+        pick = j;
+    return pick;
+  };
+  if (opt_.allow_recompute) {
+    for (std::size_t i = 0; i < std::min<std::size_t>(2, by_mem.size()); ++i) {
+      const std::int32_t r = by_mem[i];
+      if (static_cast<double>(peak[static_cast<std::size_t>(r)]) < 0.85 * static_cast<double>(capacity)) break;
+      const std::size_t pick = largest_kept(r);
+      if (pick == n) continue;
+      Candidate m = seed;
+      m.chunks[pick].recompute = true;
+      out.push_back(std::move(m));
+    }
+    Candidate m = seed;
+    std::int32_t over = 0;
+    for (std::int32_t r = 0; r < p; ++r)
+      if (peak[static_cast<std::size_t>(r)] > capacity)
+        if (const std::size_t pick = largest_kept(r); pick < n) {
+          m.chunks[pick].recompute = true;
+          ++over;
+        }
+    if (over >= 2) out.push_back(std::move(m));
+  }
+  for (std::size_t i = by_mem.size(); i-- > by_mem.size() - std::min<std::size_t>(2, by_mem.size());) {
+    const std::int32_t r = by_mem[i];
+    std::size_t pick = n;
+    for (std::size_t j = 0; j < n; ++j) {
+      const schedule::Chunk& c = seed.chunks[j];
+      if (c.rank == r && c.recompute &&
+          (pick == n || c.layer_end - c.layer_begin < seed.chunks[pick].layer_end - seed.chunks[pick].layer_begin))
+        pick = j;
+    }
+    if (pick == n) continue;
+    Candidate m = seed;
+    m.chunks[pick].recompute = false;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
 BatchResult Searcher::search(const spec::Batch& batch) {
   common::Stopwatch watch;
   BatchResult out;
@@ -412,8 +505,9 @@ BatchResult Searcher::search(const spec::Batch& batch) {
         }
     }
     if (chosen.empty() && !top.empty()) chosen.push_back(top[0]);
-    // Each packing as packed, and with its heaviest or its lightest microbatches first
-    // (a long video's microbatch early fills the pipeline behind it, late it drains alone).
+    // Each packing balanced on the modules' summed FLOPs instead, and as packed with its
+    // heaviest or its lightest microbatches first (a long video's microbatch early fills
+    // the pipeline behind it, late it drains alone).
     std::vector<std::pair<std::vector<std::vector<std::int32_t>>, const char*>> orders;
     for (const auto& pk : packings)
       orders.emplace_back(pack_balanced(model_, batch, static_cast<std::int32_t>(pk.size()), true), ", total-balanced");
@@ -499,98 +593,10 @@ BatchResult Searcher::search(const spec::Batch& batch) {
     for (std::size_t k = 0; k < seeds.size(); ++k) {
       if (seeds[k].done) continue;
       const Seed& s = seeds[k];
-      const std::size_t n = s.cand.chunks.size();
-      const auto add = [&](Candidate m) {
+      for (Candidate& m : tuning_moves(s.cand, s.eval)) {
         if (m.detail.find(", tuned") == std::string::npos) m.detail += ", tuned";
         moves.push_back(std::move(m));
         owner.push_back(k);
-      };
-      // Ranks by compute time, busiest first.
-      std::vector<std::int32_t> ranks(static_cast<std::size_t>(p));
-      for (std::int32_t r = 0; r < p; ++r) ranks[static_cast<std::size_t>(r)] = r;
-      std::stable_sort(ranks.begin(), ranks.end(), [&](std::int32_t a, std::int32_t b) {
-        return s.eval.result.busy_ns[static_cast<std::size_t>(a)] > s.eval.result.busy_ns[static_cast<std::size_t>(b)];
-      });
-      const auto among = [&](std::int32_t r, std::size_t first, std::size_t count) {
-        for (std::size_t i = first; i < std::min(first + count, ranks.size()); ++i)
-          if (ranks[i] == r) return true;
-        return false;
-      };
-      // Layers: each chunk of the two busiest ranks gives a layer to a neighbour of its module
-      // or to one of its module's chunks (same run of chunks) on the two least busy ranks
-      // holding one.
-      const auto& busy = s.eval.result.busy_ns;
-      for (std::size_t j = 0; j < n; ++j) {
-        const schedule::Chunk& c = s.cand.chunks[j];
-        if (!among(c.rank, 0, 2) || c.layer_end - c.layer_begin < 2) continue;
-        std::size_t lo = j, hi = j;  // the run of the module's chunks around j
-        while (lo > 0 && s.cand.chunks[lo - 1].module == c.module) --lo;
-        while (hi + 1 < n && s.cand.chunks[hi + 1].module == c.module) ++hi;
-        std::vector<std::size_t> others;
-        for (std::size_t b = lo; b <= hi; ++b)
-          if (s.cand.chunks[b].rank != c.rank) others.push_back(b);
-        std::stable_sort(others.begin(), others.end(), [&](std::size_t a, std::size_t b) {
-          return busy[static_cast<std::size_t>(s.cand.chunks[a].rank)] < busy[static_cast<std::size_t>(s.cand.chunks[b].rank)];
-        });
-        if (others.size() > 2) others.resize(2);
-        for (std::size_t b = lo; b <= hi; ++b) {
-          const bool idle = std::find(others.begin(), others.end(), b) != others.end();
-          if (b == j || (b + 1 != j && j + 1 != b && !idle)) continue;
-          Candidate m = s.cand;
-          move_layer(m.chunks, j, b);
-          add(std::move(m));
-        }
-      }
-      // Recomputation: on for the chunk keeping the most activations on each of the two
-      // ranks nearest their capacity (above 85%), and on every rank above it at once; off
-      // for the smallest recomputed chunk on each of the two ranks furthest from it.
-      std::vector<std::int32_t> by_mem(static_cast<std::size_t>(p));
-      for (std::int32_t r = 0; r < p; ++r) by_mem[static_cast<std::size_t>(r)] = r;
-      const auto& peak = s.eval.result.peak_mem_bytes;
-      std::stable_sort(by_mem.begin(), by_mem.end(), [&](std::int32_t a, std::int32_t b) {
-        return peak[static_cast<std::size_t>(a)] > peak[static_cast<std::size_t>(b)];
-      });
-      const auto largest_kept = [&](std::int32_t r) {  // the chunk on r keeping the most, or n
-        std::size_t pick = n;
-        for (std::size_t j = 0; j < n; ++j)
-          if (s.cand.chunks[j].rank == r && !s.cand.chunks[j].recompute &&
-              (pick == n || s.eval.stage_act_bytes[j] > s.eval.stage_act_bytes[pick]))
-            pick = j;
-        return pick;
-      };
-      if (opt_.allow_recompute) {
-        for (std::size_t i = 0; i < std::min<std::size_t>(2, by_mem.size()); ++i) {
-          const std::int32_t r = by_mem[i];
-          if (static_cast<double>(peak[static_cast<std::size_t>(r)]) < 0.85 * static_cast<double>(capacity)) break;
-          const std::size_t pick = largest_kept(r);
-          if (pick == n) continue;
-          Candidate m = s.cand;
-          m.chunks[pick].recompute = true;
-          add(std::move(m));
-        }
-        Candidate m = s.cand;
-        std::int32_t over = 0;
-        for (std::int32_t r = 0; r < p; ++r)
-          if (peak[static_cast<std::size_t>(r)] > capacity)
-            if (const std::size_t pick = largest_kept(r); pick < n) {
-              m.chunks[pick].recompute = true;
-              ++over;
-            }
-        if (over >= 2) add(std::move(m));
-      }
-      for (std::size_t i = by_mem.size(); i-- > by_mem.size() - std::min<std::size_t>(2, by_mem.size());) {
-        const std::int32_t r = by_mem[i];
-        std::size_t pick = n;
-        for (std::size_t j = 0; j < n; ++j) {
-          const schedule::Chunk& c = s.cand.chunks[j];
-          if (c.rank == r && c.recompute &&
-              (pick == n || c.layer_end - c.layer_begin < s.cand.chunks[pick].layer_end - s.cand.chunks[pick].layer_begin))
-            pick = j;
-        }
-        if (pick == n) continue;
-        Candidate m = s.cand;
-        m.chunks[pick].recompute = false;
-        add(std::move(m));
       }
     }
     if (moves.empty()) break;

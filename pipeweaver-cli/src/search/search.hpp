@@ -3,18 +3,18 @@
 //   1. modality-module ranking: the order of the encoders' chunks before the LLM's;
 //   2. stage interleaving: how many chunks in all (p .. max_chunks_per_rank x p), how many per
 //      module (in proportion to the module's time on THIS batch), their placement on the
-//      ranks (looped or V-shaped), and the order of passes (the weaver: backward split into
-//      I + W or not, breadth- or depth-first forwards), on compute-balanced microbatches;
-//   3. model-layer tuning: from the best few, move layers between chunks of a module off the
-//      busiest ranks, and switch activation recomputation on for single chunks of the ranks
-//      nearest their memory capacity (off where memory is left), while SEMU's step time
-//      improves.
-// Every layout is first balanced per rank on this batch's layer times (balance_ranks), so
-// a rank holding the LM head holds fewer layers. Candidates whose peak memory exceeds a
-// rank's capacity are rejected (recomputation of the encoders or of everything is tried
-// when nothing fits without it; tuning then trims it to the chunks that need it). The baselines are candidates too, so the result
-// is never worse than the best of them; a change of layer placement from the previous
-// batch is charged the time to move those layers' weights and optimizer state.
+//      ranks (looped or V-shaped, each also re-balanced per rank by balance_ranks so that the
+//      rank holding the LM head holds fewer layers), and the order of passes (the weaver:
+//      backward split into I + W or not, breadth- or depth-first forwards), on
+//      compute-balanced microbatches in several orders;
+//   3. tuning: from the best few, move layers between chunks of a module off the busiest
+//      ranks, and switch activation recomputation on for single chunks of the ranks nearest
+//      their memory capacity (off where memory is left), while SEMU's step time improves.
+// Candidates whose peak memory exceeds a rank's capacity are rejected (recomputation of the
+// encoders or of everything is tried when nothing fits without it; tuning then trims it to
+// the chunks that need it). The baselines are candidates too, so the result is never worse
+// than the best of them; a change of layer placement from the previous batch is charged
+// the time to move those layers' weights and optimizer state.
 #pragma once
 
 #include <cstdint>
@@ -119,6 +119,7 @@ class Searcher {
   struct Candidate;
   std::vector<Evaluated> evaluate_all(std::vector<Candidate>& cands, const spec::Batch& batch);
   Evaluated evaluate(Worker& w, Candidate& c, const spec::Batch& batch);
+  std::vector<Candidate> tuning_moves(const Candidate& seed, const Evaluated& eval) const;
 
   const spec::ModelSpec& model_;
   const spec::ClusterSpec& cluster_;
