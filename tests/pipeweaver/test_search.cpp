@@ -78,6 +78,7 @@ TEST_CASE("pipeweaver the weaver's orders pass validation for any placement and 
     search::WeavePolicy pol;
     pol.split_backward = trial % 2 == 0;
     pol.forward = trial % 4 < 2 ? search::ForwardOrder::breadth : search::ForwardOrder::depth;
+    pol.w_bounded_by_memory = trial % 6 < 3;
     search::weave(s, c, pol);
     INFO("p=" << p << " v=" << v << " m=" << m << " extra=" << extra);
     const auto problem = schedule::find_problem(s);
@@ -116,6 +117,28 @@ TEST_CASE("pipeweaver the weaver admits a microbatch only when its activations f
     CHECK_FALSE(r.exceeds_memory);
     for (const std::int64_t k : r.peak_act_microbatches) CHECK(k <= 2 * fit);
   }
+}
+
+TEST_CASE("pipeweaver W held within memory admits more microbatches and still fits", "[unit]") {
+  // Recomputed layers: little kept from F to the backward, much from I to W.
+  const std::int32_t p = 4, m = 16;
+  schedule::Schedule base = skeleton(p, m, 2 * p, search::Placement::looped);
+  semu::StepCosts c = uniform(base, 2, 2, 2, 400);
+  std::fill(c.act_w_bytes.begin(), c.act_w_bytes.end(), 2000);
+  for (std::size_t r = 0; r < static_cast<std::size_t>(p); ++r) {
+    c.static_bytes[r] = 500;
+    c.capacity_bytes[r] = 500 + 9000;
+  }
+  std::int64_t in_flight[2] = {0, 0};
+  for (const bool bounded : {false, true}) {
+    schedule::Schedule s = base;
+    search::weave(s, c, {true, search::ForwardOrder::breadth, 0, bounded});
+    CHECK_FALSE(schedule::find_problem(s).has_value());
+    const semu::Result r = semu::simulate(s, c);
+    CHECK_FALSE(r.exceeds_memory);
+    in_flight[bounded ? 1 : 0] = *std::max_element(r.peak_act_microbatches.begin(), r.peak_act_microbatches.end());
+  }
+  CHECK(in_flight[1] > in_flight[0]);
 }
 
 TEST_CASE("pipeweaver split_min_max finds the best contiguous split (against brute force)", "[unit]") {

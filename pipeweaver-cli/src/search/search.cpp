@@ -63,7 +63,7 @@ struct Searcher::Candidate {
 namespace {
 
 std::string policy_text(const WeavePolicy& p) {
-  std::string s = p.split_backward ? "I/W split" : "B whole";
+  std::string s = !p.split_backward ? "B whole" : p.w_bounded_by_memory ? "I/W split (W held within memory)" : "I/W split";
   s += p.forward == ForwardOrder::breadth ? ", breadth-first" : ", depth-first";
   return s;
 }
@@ -368,9 +368,10 @@ BatchResult Searcher::search(const spec::Batch& batch) {
   for (const std::int32_t m : ms) packings.push_back(pack_balanced(model_, batch, m));
   const auto& main_packing = packings[static_cast<std::size_t>(std::distance(ms.begin(), ms.find(m_main)))];
   const cost::Device device = cost::Device::from(cluster_.device, profile_);
-  const std::vector<WeavePolicy> policies = {{true, ForwardOrder::breadth, 0},
-                                             {true, ForwardOrder::depth, 0},
-                                             {false, ForwardOrder::breadth, 0}};
+  const std::vector<WeavePolicy> policies = {{true, ForwardOrder::breadth, 0, false},
+                                             {true, ForwardOrder::depth, 0, false},
+                                             {false, ForwardOrder::breadth, 0, false},
+                                             {true, ForwardOrder::breadth, 0, true}};
   struct Structure {
     std::vector<schedule::Chunk> chunks;
     std::string text;
@@ -520,7 +521,8 @@ BatchResult Searcher::search(const spec::Batch& batch) {
       const Candidate& src = level[t];
       for (const WeavePolicy& pol : policies)
         for (const auto& [pk, order_text] : orders) {
-          if (pk == src.packing && pol.split_backward == src.policy.split_backward && pol.forward == src.policy.forward)
+          if (pk == src.packing && pol.split_backward == src.policy.split_backward && pol.forward == src.policy.forward &&
+              pol.w_bounded_by_memory == src.policy.w_bounded_by_memory)
             continue;
           Candidate c = structural[t];
           c.policy = pol;

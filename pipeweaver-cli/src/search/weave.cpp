@@ -49,6 +49,19 @@ class Weaver {
       const std::int64_t capacity = r < c_.capacity_bytes.size() ? c_.capacity_bytes[r] : 0;
       if (capacity > 0) cap_[r] = capacity - (r < c_.static_bytes.size() ? c_.static_bytes[r] : 0);
     }
+    admit_cap_ = cap_;
+    if (bounded()) {
+      // Room for the largest growth of one I (act -> act_w) on each rank, kept free.
+      std::vector<std::int64_t> growth(P, 0);
+      for (std::int32_t st = 0; st < n_st_; ++st)
+        for (std::int32_t mb = 0; mb < n_mb_; ++mb) {
+          const std::size_t x = c_.at(st, mb);
+          auto& g = growth[static_cast<std::size_t>(rank(st))];
+          g = std::max(g, c_.act_w_bytes[x] - c_.act_bytes[x]);
+        }
+      for (std::size_t r = 0; r < P; ++r)
+        if (cap_[r] != kNever) admit_cap_[r] = cap_[r] - growth[r];
+    }
     backward_left_.assign(P * static_cast<std::size_t>(n_mb_), 0);
     reserve_.assign(P * static_cast<std::size_t>(n_mb_), 0);
     for (std::int32_t st = 0; st < n_st_; ++st)
@@ -92,9 +105,11 @@ class Weaver {
   std::int32_t rank(std::int32_t st) const { return s_.chunks[static_cast<std::size_t>(st)].rank; }
   // The most a pass set holds at once: its activations until the backward, then (split)
   // what W still reads - more than the activations under recomputation.
+  // (Bounded W: only the activations; an I's growth is checked when it runs.)
   std::int64_t held_bytes(std::size_t x) const {
-    return policy_.split_backward ? std::max(c_.act_bytes[x], c_.act_w_bytes[x]) : c_.act_bytes[x];
+    return policy_.split_backward && !bounded() ? std::max(c_.act_bytes[x], c_.act_w_bytes[x]) : c_.act_bytes[x];
   }
+  bool bounded() const { return policy_.split_backward && policy_.w_bounded_by_memory; }
   std::size_t rm(std::int32_t r, std::int32_t mb) const {
     return static_cast<std::size_t>(r) * static_cast<std::size_t>(n_mb_) + static_cast<std::size_t>(mb);
   }
@@ -117,7 +132,7 @@ class Weaver {
     if (e.stage != first_stage_[R]) return true;  // the microbatch was admitted at its first chunk here
     if (in_flight_[R] == 0) return true;          // always room for one (else nothing could progress)
     if (policy_.max_in_flight > 0 && in_flight_[R] >= policy_.max_in_flight) return false;
-    return cap_[R] == kNever || held_[R] + reserve_[rm(r, e.mb)] <= cap_[R];
+    return admit_cap_[R] == kNever || held_[R] + reserve_[rm(r, e.mb)] <= admit_cap_[R];
   }
 
   // Priority: lower is better.
@@ -156,6 +171,10 @@ class Weaver {
       const std::size_t j = pick(*list, r, t);
       if (j == list->size()) continue;
       const Pending e = (*list)[j];
+      if (bounded() && e.op == Op::I && cap_[R] != kNever && !w_heap_[R].empty()) {
+        const std::size_t x = c_.at(e.stage, e.mb);
+        if (held_[R] + c_.act_w_bytes[x] - c_.act_bytes[x] > cap_[R]) break;  // a W frees memory first
+      }
       (*list)[j] = list->back();
       list->pop_back();
       execute(r, e, t);
@@ -223,6 +242,7 @@ class Weaver {
   std::vector<std::vector<Pending>> forward_, backward_;
   std::vector<std::vector<Keyed>> w_heap_;
   std::vector<std::int64_t> free_at_, busy_until_, remaining_, held_, cap_;
+  std::vector<std::int64_t> admit_cap_;  // cap_ less the room kept for one I (bounded W)
   std::vector<std::int32_t> in_flight_, first_stage_;
   std::vector<std::int64_t> f_end_;
   std::vector<std::int32_t> backward_left_;
