@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <initializer_list>
 #include <string_view>
 #include <vector>
@@ -125,6 +126,11 @@ std::string ms_label(double ms, int digits) {
     if (s.back() == '.') s.pop_back();
   }
   return s == "-0" ? "0" : s;
+}
+
+// A step time for people: about 5 significant digits (16767 ms, 1065.1 ms, 23.456 ms).
+std::string step_label(double ms) {
+  return ms_label(ms, ms >= 10000 ? 0 : ms >= 1000 ? 1 : ms >= 100 ? 2 : 3);
 }
 
 // 1-2-5 spacing giving at most about `target` intervals over [0, max_ms].
@@ -258,6 +264,7 @@ std::string timeline_svg(std::span<const TimelinePanel> panels, const std::strin
 
   // Pass 1: titles, rank labels and the idle-coloured row backgrounds of every panel;
   // pass 2, over the grid: the passes and the end-of-step markers.
+  std::vector<std::string> stats_of(panels.size());
   for (std::size_t pi = 0; pi < panels.size(); ++pi) {
     const TimelinePanel& p = panels[pi];
     const schedule::Schedule& s = *p.schedule;
@@ -268,8 +275,9 @@ std::string timeline_svg(std::span<const TimelinePanel> panels, const std::strin
     const double step_x = kLeft + static_cast<double>(r.step_ns) * scale;
     char stats[160];
     std::snprintf(stats, sizeof stats, "step %s ms · bubble %.1f%% · %d ranks · %d stages · %d microbatches",
-                  ms_label(static_cast<double>(r.step_ns) * 1e-6, 3).c_str(), 100.0 * r.bubble_ratio, s.n_ranks,
+                  step_label(static_cast<double>(r.step_ns) * 1e-6).c_str(), 100.0 * r.bubble_ratio, s.n_ranks,
                   s.n_stages(), s.n_microbatches);
+    stats_of[pi] = stats;
     o += "<g class=\"panel\">\n";
     o += "<text x=\"" + num(kLeft) + "\" y=\"" + num(top + 18) + "\" font-size=\"14\" fill=\"#111\"><tspan font-weight=\"bold\">" +
          escape(p.title) + "</tspan><tspan fill=\"#555\" font-size=\"12\" dx=\"12\">" + escape(stats) + "</tspan></text>\n";
@@ -324,9 +332,17 @@ std::string timeline_svg(std::span<const TimelinePanel> panels, const std::strin
     const double rows_bottom = rows_top + s.n_ranks * (rh + 3) - 3;
     o += "<line class=\"end\" x1=\"" + num(step_x) + "\" y1=\"" + num(rows_top - 6) + "\" x2=\"" + num(step_x) + "\" y2=\"" +
          num(rows_bottom + 4) + "\" stroke=\"#c0262d\" stroke-width=\"1.4\" stroke-dasharray=\"4 3\"/>\n";
-    const std::string end_label = ms_label(static_cast<double>(r.step_ns) * 1e-6, 3) + " ms";
-    const bool room_right = step_x + 8 + 7.0 * static_cast<double>(end_label.size()) < kWidth;
-    o += "<text x=\"" + num(room_right ? step_x + 5 : step_x - 5) + "\" y=\"" + num(rows_top - 8) +
+    const std::string end_label = step_label(static_cast<double>(r.step_ns) * 1e-6) + " ms";
+    const double label_w = 7.0 * static_cast<double>(end_label.size());
+    const bool room_right = step_x + 8 + label_w < kWidth;
+    // On the title line unless the title and its stats reach it (about 8.5 px per title
+    // character at 14 px bold, 6.6 per stats character at 12 px); then under the rows when
+    // another panel follows (the gap between panels is free).
+    const double label_left = room_right ? step_x + 5 : step_x - 5 - label_w;
+    const double title_end = kLeft + 8.5 * static_cast<double>(panels[pi].title.size()) + 12 +
+                             6.6 * static_cast<double>(std::strlen(stats_of[pi].c_str()));
+    const bool below = label_left < title_end && pi + 1 < panels.size();
+    o += "<text x=\"" + num(room_right ? step_x + 5 : step_x - 5) + "\" y=\"" + num(below ? rows_bottom + 15 : rows_top - 8) +
          "\" font-size=\"11\" font-weight=\"bold\" fill=\"#c0262d\" text-anchor=\"" + (room_right ? "start" : "end") + "\">" +
          end_label + "</text>\n";
     o += "</g>\n";
