@@ -133,6 +133,16 @@ std::string step_label(double ms) {
   return ms_label(ms, ms >= 10000 ? 0 : ms >= 1000 ? 1 : ms >= 100 ? 2 : 3);
 }
 
+// A panel's title cut at a comma (", ...") so that it and its stats fit on one line (about
+// 8.5 px per title character at 14 px bold, 6.6 per stats character at 12 px).
+std::string fitted_title(const std::string& title, std::size_t stats_chars) {
+  const double room = kWidth - kLeft - 12 - 6.6 * static_cast<double>(stats_chars) - 8;
+  const auto max_chars = static_cast<std::size_t>(std::max(24.0, room / 8.5));
+  if (title.size() <= max_chars) return title;
+  const std::size_t cut = title.rfind(", ", max_chars - 5);
+  return title.substr(0, cut == std::string::npos ? max_chars - 5 : cut) + ", ...";
+}
+
 // 1-2-5 spacing giving at most about `target` intervals over [0, max_ms].
 double nice_step(double max_ms, int target) {
   if (!(max_ms > 0)) return 1;
@@ -264,7 +274,7 @@ std::string timeline_svg(std::span<const TimelinePanel> panels, const std::strin
 
   // Pass 1: titles, rank labels and the idle-coloured row backgrounds of every panel;
   // pass 2, over the grid: the passes and the end-of-step markers.
-  std::vector<std::string> stats_of(panels.size());
+  std::vector<std::string> stats_of(panels.size()), titles(panels.size());
   for (std::size_t pi = 0; pi < panels.size(); ++pi) {
     const TimelinePanel& p = panels[pi];
     const schedule::Schedule& s = *p.schedule;
@@ -278,9 +288,10 @@ std::string timeline_svg(std::span<const TimelinePanel> panels, const std::strin
                   step_label(static_cast<double>(r.step_ns) * 1e-6).c_str(), 100.0 * r.bubble_ratio, s.n_ranks,
                   s.n_stages(), s.n_microbatches);
     stats_of[pi] = stats;
+    titles[pi] = fitted_title(p.title, std::strlen(stats));
     o += "<g class=\"panel\">\n";
     o += "<text x=\"" + num(kLeft) + "\" y=\"" + num(top + 18) + "\" font-size=\"14\" fill=\"#111\"><tspan font-weight=\"bold\">" +
-         escape(p.title) + "</tspan><tspan fill=\"#555\" font-size=\"12\" dx=\"12\">" + escape(stats) + "</tspan></text>\n";
+         escape(titles[pi]) + "</tspan><tspan fill=\"#555\" font-size=\"12\" dx=\"12\">" + escape(stats) + "</tspan></text>\n";
     for (std::int32_t rank = 0; rank < s.n_ranks; ++rank) {
       const double ry = rows_top + rank * (rh + 3);
       o += "<text x=\"" + num(kLeft - 8) + "\" y=\"" + num(ry + rh / 2 + 4) +
@@ -335,12 +346,11 @@ std::string timeline_svg(std::span<const TimelinePanel> panels, const std::strin
     const std::string end_label = step_label(static_cast<double>(r.step_ns) * 1e-6) + " ms";
     const double label_w = 7.0 * static_cast<double>(end_label.size());
     const bool room_right = step_x + 8 + label_w < kWidth;
-    // On the title line unless the title and its stats reach it (about 8.5 px per title
-    // character at 14 px bold, 6.6 per stats character at 12 px); then under the rows when
+    // On the title line unless the title and its stats reach it; then under the rows when
     // another panel follows (the gap between panels is free).
     const double label_left = room_right ? step_x + 5 : step_x - 5 - label_w;
-    const double title_end = kLeft + 8.5 * static_cast<double>(panels[pi].title.size()) + 12 +
-                             6.6 * static_cast<double>(std::strlen(stats_of[pi].c_str()));
+    const double title_end = kLeft + 8.5 * static_cast<double>(titles[pi].size()) + 12 +
+                             6.6 * static_cast<double>(stats_of[pi].size());
     const bool below = label_left < title_end && pi + 1 < panels.size();
     o += "<text x=\"" + num(room_right ? step_x + 5 : step_x - 5) + "\" y=\"" + num(below ? rows_bottom + 15 : rows_top - 8) +
          "\" font-size=\"11\" font-weight=\"bold\" fill=\"#c0262d\" text-anchor=\"" + (room_right ? "start" : "end") + "\">" +
