@@ -223,3 +223,21 @@ TEST_CASE("pipeweaver SVG timeline of an all-zero-cost step has finite coordinat
   for (const Element& e : elements) rects += e.name == "rect" && e.attrs.count("class") && e.attrs.at("class") == "ev";
   CHECK(rects == s.n_actions());
 }
+
+TEST_CASE("pipeweaver SVG timeline: a long panel title is cut at a comma so that its stats fit", "[unit]") {
+  const auto s = schedule::gpipe(2, 2, schedule::uniform_chunks("llm", 2, 1));
+  semu::StepCosts c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  std::fill(c.f_ns.begin(), c.f_ns.end(), 1000);
+  std::fill(c.b_ns.begin(), c.b_ns.end(), 2000);
+  const auto r = semu::simulate(s, c, {.record_timeline = true});
+  std::string title = "PipeWeaver (+ 0.6 ms moving layers): previous batch's layout (30 chunks)";
+  for (int i = 0; i < 12; ++i) title += ", detail number " + std::to_string(i);
+  const exporting::TimelinePanel panel[] = {{title, &s, &r}};
+  const std::string doc = exporting::timeline_svg(panel, "long title");
+  CHECK(doc.find("detail number 11") == std::string::npos);
+  const auto cut = doc.find(", ...</tspan>");  // the title ends at a comma
+  REQUIRE(cut != std::string::npos);
+  CHECK(doc.rfind("PipeWeaver (+ 0.6 ms moving layers)", cut) != std::string::npos);
+  REQUIRE(r.step_ns == 9000);  // (m + p - 1)(tf + tb)
+  CHECK(doc.find("step 0.009 ms") != std::string::npos);  // 3 decimals below 100 ms
+}
