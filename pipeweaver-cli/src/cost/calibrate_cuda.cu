@@ -17,9 +17,12 @@
 
 #include "common/cublas_api.hpp"
 #include "common/cuda_check.hpp"
+#include "common/cuda_handles.hpp"
 #include "cost/calibrate_cuda_bench.hpp"
 
 using common::cuda::cublas;
+using common::cuda::CublasHandle;
+using common::cuda::Stream;
 
 namespace pipeweaver::cost::cuda_bench {
 
@@ -27,8 +30,9 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// ---- Owners of device resources: released on every path, errors on release ignored (a
-// failed call has already thrown; the release must not throw again).
+// ---- Owners of device resources (streams and cuBLAS handles: common/cuda_handles.hpp):
+// released on every path, errors on release ignored (a failed call has already thrown; the
+// release must not throw again).
 
 class DeviceBuffer {
  public:
@@ -50,18 +54,6 @@ class DeviceBuffer {
   std::size_t bytes_ = 0;
 };
 
-class Stream {
- public:
-  Stream() { PWPI_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-  ~Stream() { (void)cudaStreamDestroy(s_); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
-
 class Event {
  public:
   Event() { PWPI_CUDA_CHECK(cudaEventCreate(&e_)); }
@@ -72,25 +64,6 @@ class Event {
 
  private:
   cudaEvent_t e_ = nullptr;
-};
-
-class Cublas {
- public:
-  explicit Cublas(cudaStream_t stream) {
-    PWPI_CUBLAS_CHECK(cublas().create(&h_));
-    const cublasStatus_t st = cublas().set_stream(h_, stream);
-    if (st != CUBLAS_STATUS_SUCCESS) {
-      (void)cublas().destroy(h_);
-      ::common::cuda::cuda_failed("cublasSetStream", static_cast<int>(st), cublas().status_string(st));
-    }
-  }
-  ~Cublas() { (void)cublas().destroy(h_); }
-  Cublas(const Cublas&) = delete;
-  Cublas& operator=(const Cublas&) = delete;
-  cublasHandle_t get() const { return h_; }
-
- private:
-  cublasHandle_t h_ = nullptr;
 };
 
 // ---- Kernels.
@@ -272,7 +245,7 @@ Timings run(const std::vector<GemmShape>& gemms, const std::vector<AttentionShap
             double seconds_per_shape, const std::function<void()>& shape_done) {
   PWPI_CUDA_CHECK(cudaSetDevice(0));
   Stream stream;
-  Cublas blas(stream.get());
+  CublasHandle blas(stream.get());
   Timings t;
   if (!gemms.empty()) {
     std::size_t max_x = 0, max_w = 0, max_y = 0;  // elements
@@ -325,7 +298,7 @@ double gemm_rel_error(int m, int n, int k) {
   PWPI_CHECK(m > 0 && n > 0 && k > 0);
   PWPI_CUDA_CHECK(cudaSetDevice(0));
   Stream stream;
-  Cublas blas(stream.get());
+  CublasHandle blas(stream.get());
   const std::size_t mk = static_cast<std::size_t>(m) * k, nk = static_cast<std::size_t>(n) * k,
                     mn = static_cast<std::size_t>(m) * n;
   DeviceBuffer x(mk), w(nk), y(mn);
@@ -349,7 +322,7 @@ double attention_rel_error(int seq_len, int heads, int head_dim) {
   PWPI_CHECK(seq_len > 0 && heads > 0 && head_dim > 0);
   PWPI_CUDA_CHECK(cudaSetDevice(0));
   Stream stream;
-  Cublas blas(stream.get());
+  CublasHandle blas(stream.get());
   const std::size_t len = static_cast<std::size_t>(seq_len), d = static_cast<std::size_t>(head_dim);
   const std::size_t qkv = static_cast<std::size_t>(heads) * len * d,
                     ss = static_cast<std::size_t>(heads) * len * len;

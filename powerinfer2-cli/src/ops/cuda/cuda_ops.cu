@@ -9,6 +9,7 @@
 #include "common/cublas_api.hpp"
 #include "common/cuda.hpp"
 #include "common/cuda_check.hpp"
+#include "common/cuda_handles.hpp"
 #include "common/errors.hpp"
 
 namespace powerinfer2::ops::cuda {
@@ -405,17 +406,6 @@ void launch_dequant(Kind k, const void* src, std::size_t n_rows, std::size_t n_c
   PWPI_CUDA_CHECK_LAUNCH("dequant_kernel");
 }
 
-// Owned stream.
-struct Stream {
-  cudaStream_t s = nullptr;
-  Stream() { PWPI_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
-  ~Stream() {
-    if (s) cudaStreamDestroy(s);
-  }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-};
-
 // Page-locked host memory (fast, asynchronous copies).
 struct PinnedFloats {
   float* p = nullptr;
@@ -508,8 +498,8 @@ std::vector<float> dequantize_on_device(io::GgmlType type, const void* gguf_byte
 
 struct GemmRunner::Impl {
   std::size_t max_tokens, max_cols, max_rows, max_elements;
-  Stream stream;
-  cublasHandle_t handle = nullptr;
+  common::cuda::Stream stream;
+  common::cuda::CublasHandle handle{stream.get()};
   DeviceBytes w32;      // [max_elements] a dequantized matrix
   DeviceBytes x;        // [max_tokens][max(max_cols, max_rows)]
   DeviceBytes y, u;     // [max_tokens][max_rows]
@@ -522,24 +512,18 @@ struct GemmRunner::Impl {
         w32(e * sizeof(float)),
         x(t * std::max(c, r) * sizeof(float)),
         y(t * r * sizeof(float)),
-        u(t * r * sizeof(float)) {
-    PWPI_CUBLAS_CHECK(common::cuda::cublas().create(&handle));
-    PWPI_CUBLAS_CHECK(common::cuda::cublas().set_stream(handle, stream.s));
-  }
-  ~Impl() {
-    if (handle) (void)common::cuda::cublas().destroy(handle);
-  }
+        u(t * r * sizeof(float)) {}
 
   // out[n][w.n_rows] = in[n][w.n_cols] W^T, device pointers, on the stream.
   void gemm(const DeviceMatrix& w, const float* in, std::size_t n, float* out) {
     PWPI_CHECK(w.n_rows <= max_rows && w.n_cols <= max_cols && w.n_rows * w.n_cols <= max_elements &&
                n <= max_tokens);
     float* wf = static_cast<float*>(w32.get());
-    launch_dequant(kind_of(w.type), w.bytes.get(), w.n_rows, w.n_cols, wf, stream.s);
+    launch_dequant(kind_of(w.type), w.bytes.get(), w.n_rows, w.n_cols, wf, stream.get());
     // Column-major view: C (rows x n) = A^T (rows x cols) B (cols x n), A = W as (cols x rows).
     const float one = 1.0f, zero = 0.0f;
     const int rows = static_cast<int>(w.n_rows), cols = static_cast<int>(w.n_cols), nt = static_cast<int>(n);
-    PWPI_CUBLAS_CHECK(common::cuda::cublas().gemm_ex(handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, nt, cols, &one, wf, CUDA_R_32F, cols, in,
+    PWPI_CUBLAS_CHECK(common::cuda::cublas().gemm_ex(handle.get(), CUBLAS_OP_T, CUBLAS_OP_N, rows, nt, cols, &one, wf, CUDA_R_32F, cols, in,
                                    CUDA_R_32F, cols, &zero, out, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F_FAST_TF32,
                                    CUBLAS_GEMM_DEFAULT));
   }
@@ -562,13 +546,13 @@ void GemmRunner::products(std::span<const DeviceMatrix* const> ws, std::span<flo
   PWPI_CHECK(n <= m.max_tokens && cols <= m.max_cols);
   float* xd = static_cast<float*>(m.x.get());
   float* yd = static_cast<float*>(m.y.get());
-  PWPI_CUDA_CHECK(cudaMemcpyAsync(xd, x, n * cols * sizeof(float), cudaMemcpyHostToDevice, m.stream.s));
+  PWPI_CUDA_CHECK(cudaMemcpyAsync(xd, x, n * cols * sizeof(float), cudaMemcpyHostToDevice, m.stream.get()));
   for (std::size_t k = 0; k < ws.size(); ++k) {
     PWPI_CHECK(ws[k]->n_cols == cols);
     m.gemm(*ws[k], xd, n, yd);
-    PWPI_CUDA_CHECK(cudaMemcpyAsync(ys[k], yd, n * ws[k]->n_rows * sizeof(float), cudaMemcpyDeviceToHost, m.stream.s));
+    PWPI_CUDA_CHECK(cudaMemcpyAsync(ys[k], yd, n * ws[k]->n_rows * sizeof(float), cudaMemcpyDeviceToHost, m.stream.get()));
   }
-  PWPI_CUDA_CHECK(cudaStreamSynchronize(m.stream.s));
+  PWPI_CUDA_CHECK(cudaStreamSynchronize(m.stream.get()));
 }
 
 void GemmRunner::ffn(const DeviceMatrix& gate, const DeviceMatrix& up, const DeviceMatrix& down, Activation a,
@@ -587,19 +571,19 @@ void GemmRunner::ffn(const DeviceMatrix& gate, const DeviceMatrix& up, const Dev
 }
 
 void GemmRunner::to_device(float* dst, const float* host, std::size_t count) {
-  PWPI_CUDA_CHECK(cudaMemcpyAsync(dst, host, count * sizeof(float), cudaMemcpyHostToDevice, impl_->stream.s));
+  PWPI_CUDA_CHECK(cudaMemcpyAsync(dst, host, count * sizeof(float), cudaMemcpyHostToDevice, impl_->stream.get()));
 }
 
 void GemmRunner::to_host(float* host, const float* src, std::size_t count) {
-  PWPI_CUDA_CHECK(cudaMemcpyAsync(host, src, count * sizeof(float), cudaMemcpyDeviceToHost, impl_->stream.s));
-  PWPI_CUDA_CHECK(cudaStreamSynchronize(impl_->stream.s));
+  PWPI_CUDA_CHECK(cudaMemcpyAsync(host, src, count * sizeof(float), cudaMemcpyDeviceToHost, impl_->stream.get()));
+  PWPI_CUDA_CHECK(cudaStreamSynchronize(impl_->stream.get()));
 }
 
 void GemmRunner::gemm(const DeviceMatrix& w, const float* in, std::size_t n, float* out) { impl_->gemm(w, in, n, out); }
 
 void GemmRunner::rmsnorm(const float* x, const float* w, std::size_t n, std::size_t dim, float eps, float* out) {
   if (n == 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(n), kThreads, 0, impl_->stream.s>>>(x, w, static_cast<int>(dim), eps, out);
+  rmsnorm_kernel<<<static_cast<unsigned>(n), kThreads, 0, impl_->stream.get()>>>(x, w, static_cast<int>(dim), eps, out);
   PWPI_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
 }
 
@@ -607,7 +591,7 @@ void GemmRunner::rope(float* x, std::size_t n, std::size_t row_stride, std::size
                       std::size_t half, const float* cos, const float* sin) {
   const std::size_t total = n * n_head * half;
   if (total == 0) return;
-  rope_kernel<<<grid_for(total), kThreads, 0, impl_->stream.s>>>(x, static_cast<int>(n), static_cast<int>(row_stride),
+  rope_kernel<<<grid_for(total), kThreads, 0, impl_->stream.get()>>>(x, static_cast<int>(n), static_cast<int>(row_stride),
                                                                   static_cast<int>(n_head), static_cast<int>(head_dim),
                                                                   static_cast<int>(half), cos, sin);
   PWPI_CUDA_CHECK_LAUNCH("rope_kernel");
@@ -620,7 +604,7 @@ void GemmRunner::attention(const float* q, const float* k, const float* v, std::
   if (warps == 0) return;
   const int q_stride = static_cast<int>(n_head * head_dim), kv_stride = static_cast<int>(n_kv_head * head_dim);
   const float scale = 1.0f / sqrtf(static_cast<float>(head_dim));
-  attention_kernel<<<grid_for(warps * 32, 128), 128, 0, impl_->stream.s>>>(
+  attention_kernel<<<grid_for(warps * 32, 128), 128, 0, impl_->stream.get()>>>(
       q, k, v, static_cast<int>(n), static_cast<int>(pos0), static_cast<int>(n_head),
       static_cast<int>(n_head / n_kv_head), static_cast<int>(head_dim), q_stride, kv_stride, scale, out);
   PWPI_CUDA_CHECK_LAUNCH("attention_kernel");
@@ -628,13 +612,13 @@ void GemmRunner::attention(const float* q, const float* k, const float* v, std::
 
 void GemmRunner::add(float* x, const float* y, std::size_t count) {
   if (count == 0) return;
-  add_kernel<<<grid_for(count), kThreads, 0, impl_->stream.s>>>(x, y, count);
+  add_kernel<<<grid_for(count), kThreads, 0, impl_->stream.get()>>>(x, y, count);
   PWPI_CUDA_CHECK_LAUNCH("add_kernel");
 }
 
 void GemmRunner::activate(float* g, const float* u, std::size_t count, Activation a) {
   if (count == 0) return;
-  activate_kernel<<<grid_for(count), kThreads, 0, impl_->stream.s>>>(g, u, count, act_code(a));
+  activate_kernel<<<grid_for(count), kThreads, 0, impl_->stream.get()>>>(g, u, count, act_code(a));
   PWPI_CUDA_CHECK_LAUNCH("activate_kernel");
 }
 
@@ -673,7 +657,7 @@ struct NeuronFfn::Impl {
   std::size_t max_tokens, max_neurons = 0;
   std::vector<std::size_t> counts;
   std::vector<DeviceBytes> bundles;  // [layer] counts[l] * stride bytes
-  Stream stream;
+  common::cuda::Stream stream;
   DeviceBytes x, h, partial, out;    // [max_tokens][dim], [max_tokens][max_neurons], [slices][8][dim], [max_tokens][dim]
   PinnedFloats x_host, out_host;
   std::size_t pending_n = 0, pending_count = 0;
@@ -694,18 +678,18 @@ struct NeuronFfn::Impl {
     const std::size_t dim = layout.dim;
     float* xd = static_cast<float*>(x.get());
     float* od = static_cast<float*>(out.get());
-    PWPI_CUDA_CHECK(cudaMemcpyAsync(xd, x_host.p, n * dim * sizeof(float), cudaMemcpyHostToDevice, stream.s));
+    PWPI_CUDA_CHECK(cudaMemcpyAsync(xd, x_host.p, n * dim * sizeof(float), cudaMemcpyHostToDevice, stream.get()));
     const auto* b = static_cast<const std::uint8_t*>(bundles[layer].get());
     float* hd = static_cast<float*>(h.get());
     float* pd = static_cast<float*>(partial.get());
     const int c = static_cast<int>(counts[layer]), nn = static_cast<int>(n);
     switch (kind) {
-      case Kind::f32: run_neurons<Kind::f32>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
-      case Kind::f16: run_neurons<Kind::f16>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
-      case Kind::q8_0: run_neurons<Kind::q8_0>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
-      case Kind::q4_0: run_neurons<Kind::q4_0>(layout, b, c, xd, nn, act, hd, pd, od, stream.s); break;
+      case Kind::f32: run_neurons<Kind::f32>(layout, b, c, xd, nn, act, hd, pd, od, stream.get()); break;
+      case Kind::f16: run_neurons<Kind::f16>(layout, b, c, xd, nn, act, hd, pd, od, stream.get()); break;
+      case Kind::q8_0: run_neurons<Kind::q8_0>(layout, b, c, xd, nn, act, hd, pd, od, stream.get()); break;
+      case Kind::q4_0: run_neurons<Kind::q4_0>(layout, b, c, xd, nn, act, hd, pd, od, stream.get()); break;
     }
-    PWPI_CUDA_CHECK(cudaMemcpyAsync(out_host.p, od, n * dim * sizeof(float), cudaMemcpyDeviceToHost, stream.s));
+    PWPI_CUDA_CHECK(cudaMemcpyAsync(out_host.p, od, n * dim * sizeof(float), cudaMemcpyDeviceToHost, stream.get()));
   }
 
   Impl(const BundleLayout& l, Activation a, std::span<const std::size_t> per_layer, std::size_t t)
@@ -745,7 +729,7 @@ NeuronFfn::NeuronFfn(const BundleLayout& layout, Activation a, std::span<const s
 }
 
 NeuronFfn::~NeuronFfn() {
-  if (impl_ && impl_->pending) cudaStreamSynchronize(impl_->stream.s);
+  if (impl_ && impl_->pending) cudaStreamSynchronize(impl_->stream.get());
 }
 
 void NeuronFfn::upload(std::size_t layer, std::size_t first, const std::uint8_t* src, std::size_t count) {
@@ -771,15 +755,15 @@ void NeuronFfn::launch(std::size_t layer, const float* x, std::size_t n) {
   cudaGraphExec_t& exec = m.graphs[layer];
   if (exec == nullptr) {
     cudaGraph_t graph = nullptr;
-    PWPI_CUDA_CHECK(cudaStreamBeginCapture(m.stream.s, cudaStreamCaptureModeThreadLocal));
+    PWPI_CUDA_CHECK(cudaStreamBeginCapture(m.stream.get(), cudaStreamCaptureModeThreadLocal));
     try {
       m.enqueue(layer, 1);
     } catch (...) {
-      cudaStreamEndCapture(m.stream.s, &graph);
+      cudaStreamEndCapture(m.stream.get(), &graph);
       if (graph) cudaGraphDestroy(graph);
       throw;
     }
-    PWPI_CUDA_CHECK(cudaStreamEndCapture(m.stream.s, &graph));
+    PWPI_CUDA_CHECK(cudaStreamEndCapture(m.stream.get(), &graph));
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) {
@@ -787,7 +771,7 @@ void NeuronFfn::launch(std::size_t layer, const float* x, std::size_t n) {
       PWPI_CUDA_CHECK(e);
     }
   }
-  PWPI_CUDA_CHECK(cudaGraphLaunch(exec, m.stream.s));
+  PWPI_CUDA_CHECK(cudaGraphLaunch(exec, m.stream.get()));
 }
 
 void NeuronFfn::add_result(float* out) {
@@ -795,7 +779,7 @@ void NeuronFfn::add_result(float* out) {
   PWPI_CHECK(m.pending);
   m.pending = false;
   if (m.pending_count == 0) return;  // no neurons of that layer on the device
-  PWPI_CUDA_CHECK(cudaStreamSynchronize(m.stream.s));
+  PWPI_CUDA_CHECK(cudaStreamSynchronize(m.stream.get()));
   const std::size_t k = m.pending_n * m.layout.dim;
   for (std::size_t i = 0; i < k; ++i) out[i] += m.out_host.p[i];
 }
