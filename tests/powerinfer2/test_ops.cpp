@@ -378,6 +378,9 @@ TEST_CASE("powerinfer2 ops: dot products match their scalar references", "[unit]
       const double e16 = rel(ops::dot_f16_f32(h.data(), b.data(), n), ops::ref::dot_f16_f32(h.data(), b.data(), n), abs_f16);
       CHECK(e32 <= kDotRelTol);
       CHECK(e16 <= kDotRelTol);
+      // matvec's prefetching versions: the same arithmetic, the same bits.
+      CHECK(ops::dot_f32_streaming(a.data(), b.data(), n) == ops::dot_f32(a.data(), b.data(), n));
+      CHECK(ops::dot_f16_f32_streaming(h.data(), b.data(), n) == ops::dot_f16_f32(h.data(), b.data(), n));
       worst_f32 = std::max(worst_f32, e32);
       worst_f16 = std::max(worst_f16, e16);
       if (n % 32 != 0) continue;

@@ -87,12 +87,22 @@ inline __m512 pair_f32(const float* v, __m512i pair_idx) {
 
 inline __mmask16 tail_mask16(std::size_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
 
-}  // namespace
+// How far ahead of the weight bytes being read the streaming dot products prefetch.
+constexpr std::size_t kStreamAhead = 8192;
 
-float dot_f32(const float* a, const float* b, std::size_t n) {
+// The F32 / F16 dot products; kStream adds a prefetch (into L2) of the weight line
+// kStreamAhead bytes ahead of each one read, spread through the loop (matvec: the weights
+// stream from memory once, and the core keeps more line reads in flight this way than with
+// a burst of prefetches per row: measured on a 1 GiB F16 matrix with 2 threads, 20 -> 28 GB/s).
+template <bool kStream>
+float dot_f32_impl(const float* a, const float* b, std::size_t n) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
   std::size_t i = 0;
   for (; i + 64 <= n; i += 64) {
+    if constexpr (kStream) {
+      const char* p = reinterpret_cast<const char*>(a + i) + kStreamAhead;
+      for (std::size_t k = 0; k < 4; ++k) _mm_prefetch(p + 64 * k, _MM_HINT_T1);
+    }
     acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
     acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
     acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc2);
@@ -106,11 +116,17 @@ float dot_f32(const float* a, const float* b, std::size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
 }
 
-float dot_f16_f32(const fp16_t* a, const float* b, std::size_t n) {
+template <bool kStream>
+float dot_f16_f32_impl(const fp16_t* a, const float* b, std::size_t n) {
   auto load_h = [&](std::size_t i) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i))); };
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
   std::size_t i = 0;
   for (; i + 64 <= n; i += 64) {
+    if constexpr (kStream) {
+      const char* p = reinterpret_cast<const char*>(a + i) + kStreamAhead;
+      _mm_prefetch(p, _MM_HINT_T1);
+      _mm_prefetch(p + 64, _MM_HINT_T1);
+    }
     acc0 = _mm512_fmadd_ps(load_h(i), _mm512_loadu_ps(b + i), acc0);
     acc1 = _mm512_fmadd_ps(load_h(i + 16), _mm512_loadu_ps(b + i + 16), acc1);
     acc2 = _mm512_fmadd_ps(load_h(i + 32), _mm512_loadu_ps(b + i + 32), acc2);
@@ -124,6 +140,13 @@ float dot_f16_f32(const fp16_t* a, const float* b, std::size_t n) {
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
 }
+
+}  // namespace
+
+float dot_f32(const float* a, const float* b, std::size_t n) { return dot_f32_impl<false>(a, b, n); }
+float dot_f16_f32(const fp16_t* a, const float* b, std::size_t n) { return dot_f16_f32_impl<false>(a, b, n); }
+float dot_f32_streaming(const float* a, const float* b, std::size_t n) { return dot_f32_impl<true>(a, b, n); }
+float dot_f16_f32_streaming(const fp16_t* a, const float* b, std::size_t n) { return dot_f16_f32_impl<true>(a, b, n); }
 
 // Q8_0 x Q8: the weight bytes are biased to unsigned (q + 128, an xor) for dpbusd's
 // unsigned x signed products; each block's lanes start from -16 * sum(x) so that its 8
@@ -342,6 +365,12 @@ float dot_q4_0_q8(const BlockQ4_0* w, const Q8Act& x, std::size_t n_blocks) {
   return s;
 }
 
+#endif
+
+#if !defined(PWPI_OPS_AVX512)
+// These builds prefetch in matvec itself (ops/matmul.cpp).
+float dot_f32_streaming(const float* a, const float* b, std::size_t n) { return dot_f32(a, b, n); }
+float dot_f16_f32_streaming(const fp16_t* a, const float* b, std::size_t n) { return dot_f16_f32(a, b, n); }
 #endif
 
 }  // namespace powerinfer2::ops

@@ -17,6 +17,11 @@ const char* simd_name();
 
 float dot_f32(const float* a, const float* b, std::size_t n);
 float dot_f16_f32(const fp16_t* a, const float* b, std::size_t n);
+/// The same sums for matvec, where the weights `a` stream from memory once: the AVX-512
+/// versions prefetch a's bytes a few KiB ahead as they go (reading that far past the row is
+/// harmless: prefetches never fault). Other builds: the plain ones.
+float dot_f32_streaming(const float* a, const float* b, std::size_t n);
+float dot_f16_f32_streaming(const fp16_t* a, const float* b, std::size_t n);
 /// n_blocks blocks of 32: sum over blocks of d_w * d_x * sum(q_w * q_x).
 float dot_q8_0_q8(const BlockQ8_0* w, const Q8Act& x, std::size_t n_blocks);
 /// The same with q_w - 8 for the 4-bit values.
