@@ -4,9 +4,11 @@
 // greedy text from llama2.c reproduced byte for byte.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <set>
 #include <tuple>
@@ -18,6 +20,7 @@
 #include "engine/kernels.hpp"
 #include "engine/model.hpp"
 #include "engine/sampler.hpp"
+#include "ops/simd.hpp"
 #include "test_support.hpp"
 #include "tokenizer_fixtures.hpp"
 
@@ -187,6 +190,75 @@ TEST_CASE("powerinfer2 engine: grouped causal attention equals attend_head per q
       INFO("head " << head << " n_q " << n_q << " n_pos0 " << n_pos0 << " group " << group << ": max diff " << worst);
       CHECK(worst < 4e-5);  // as attend_head against double: float rounding only
     }
+  }
+}
+
+#if defined(PWPI_OPS_AVX512)
+TEST_CASE("powerinfer2 engine: the vector exp is within 1 ulp of e^x, 0 below the float range, inf above", "[unit]") {
+  // Every 997th float bit pattern in [-110, 95], in lanes of 16.
+  std::vector<float> xs;
+  for (std::uint32_t bits = 0; bits < 0xff800000u; bits += 997) {
+    float x;
+    std::memcpy(&x, &bits, 4);
+    if (x >= -110.0f && x <= 95.0f) xs.push_back(x);
+    if (-x >= -110.0f && -x <= 95.0f) xs.push_back(-x);
+  }
+  xs.insert(xs.end(), {0.0f, -0.0f, 88.72f, 88.73f, -87.33f, -103.0f, -150.0f, 1e30f, -1e30f});
+  xs.resize((xs.size() + 15) / 16 * 16, 1.0f);
+  double worst_ulp = 0;
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < xs.size(); i += 16) {
+    float got[16];
+    _mm512_storeu_ps(got, powerinfer2::ops::simd::exp(_mm512_loadu_ps(xs.data() + i)));
+    for (std::size_t j = 0; j < 16; ++j) {
+      const double want = std::exp(static_cast<double>(xs[i + j]));
+      if (want > std::numeric_limits<float>::max()) {
+        bad += got[j] != std::numeric_limits<float>::infinity();
+        continue;
+      }
+      // One ulp of the exact value (the smallest denormal's below the normal range).
+      const double ulp = std::max(std::ldexp(1.0, std::ilogb(std::max(want, 1e-300)) - 23), std::ldexp(1.0, -149));
+      const double err = std::fabs(static_cast<double>(got[j]) - want) / ulp;
+      worst_ulp = std::max(worst_ulp, err);
+      bad += err > 1.0;
+    }
+  }
+  INFO(xs.size() << " inputs, worst " << worst_ulp << " ulp");
+  CHECK(bad == 0);
+  CHECK(worst_ulp <= 1.0);
+  float nan_out[16];
+  _mm512_storeu_ps(nan_out, powerinfer2::ops::simd::exp(_mm512_set1_ps(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(nan_out[0]));
+}
+#endif
+
+TEST_CASE("powerinfer2 engine: softmax and SwiGLU over wide inputs match double references", "[unit]") {
+  std::mt19937 rng(11);
+  for (std::size_t n : {16u, 40u, 333u}) {
+    // Softmax with a wide spread (most terms underflow) and a masked (-inf) entry.
+    std::vector<float> s = random_vec(rng, n, 60.0f);
+    s[n / 2] = -std::numeric_limits<float>::infinity();
+    std::vector<double> ref(n);
+    const double mx = *std::max_element(s.begin(), s.end());
+    double sum = 0;
+    for (std::size_t i = 0; i < n; ++i) sum += std::exp(double(s[i]) - mx);
+    for (std::size_t i = 0; i < n; ++i) ref[i] = std::exp(double(s[i]) - mx) / sum;
+    eng::softmax(s);
+    INFO("n " << n << ": softmax max diff " << max_abs_diff(s, ref));
+    CHECK(max_abs_diff(s, ref) < 1e-6);
+    CHECK(s[n / 2] == 0.0f);
+
+    // SwiGLU, gate values from -120 to 120: relative error against double.
+    std::vector<float> g = random_vec(rng, n, 120.0f), u = random_vec(rng, n, 2.0f), y = g;
+    eng::ffn_activate(mdl::FfnActivation::swiglu, y, u);
+    double worst = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double want = double(g[i]) / (1 + std::exp(-double(g[i]))) * u[i];
+      // relative error; below float's normal range (gate < -80 or so) absolute
+      worst = std::max(worst, std::fabs(y[i] - want) / std::max(std::fabs(want), 1e-31));
+    }
+    INFO("n " << n << ": SwiGLU worst error (relative, absolute / 1e-31 near 0) " << worst);
+    CHECK(worst < 1e-6);
   }
 }
 

@@ -45,9 +45,20 @@ void softmax(std::span<float> x) {
   if (x.empty()) return;
   const float mx = *std::max_element(x.begin(), x.end());
   double sum = 0.0;
-  for (float& v : x) {
-    v = std::exp(v - mx);
-    sum += v;
+  std::size_t i = 0;
+#if defined(PWPI_OPS_AVX512)
+  const __m512 vmx = _mm512_set1_ps(mx);
+  __m512 vsum = _mm512_setzero_ps();  // at most 16 x n terms in [0, 1]: float is ample
+  for (; i + 16 <= x.size(); i += 16) {
+    const __m512 e = ops::simd::exp(_mm512_sub_ps(_mm512_loadu_ps(x.data() + i), vmx));
+    _mm512_storeu_ps(x.data() + i, e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  sum = _mm512_reduce_add_ps(vsum);
+#endif
+  for (; i < x.size(); ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
   }
   const float inv = static_cast<float>(1.0 / sum);
   for (float& v : x) v *= inv;
@@ -189,9 +200,18 @@ void attend_group(const float* q, std::size_t q_stride, std::size_t n_q, std::si
 void ffn_activate(model::FfnActivation a, std::span<float> gate, std::span<const float> up) {
   PWPI_CHECK(gate.size() == up.size());
   switch (a) {
-    case model::FfnActivation::swiglu:
-      for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    case model::FfnActivation::swiglu: {
+      std::size_t i = 0;
+#if defined(PWPI_OPS_AVX512)
+      for (; i + 16 <= gate.size(); i += 16) {
+        const __m512 g = _mm512_loadu_ps(gate.data() + i);
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), ops::simd::exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        _mm512_storeu_ps(gate.data() + i, _mm512_mul_ps(silu, _mm512_loadu_ps(up.data() + i)));
+      }
+#endif
+      for (; i < gate.size(); ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
       break;
+    }
     case model::FfnActivation::reglu:
       for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = std::max(gate[i], 0.0f) * up[i];
       break;

@@ -51,6 +51,29 @@ inline void transpose16(__m512 r[16]) {
   }
 }
 
+// e^x in every lane, within 1 ulp of the exact value over the float range (tested against
+// std::exp): x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, so r is exact), a degree-7
+// polynomial for e^r, then 2^n by scalef. Inputs are clamped to [-104, 89] first: below,
+// e^x is 0 in float; above, +inf; NaN stays NaN (min / max return their second operand
+// when one is NaN).
+inline __m512 exp(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(89.0f), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // ln2's high part: 8 bits
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);       // ... and the rest
+  // Taylor coefficients 1/k! to k = 7: on |r| <= 0.347 the truncation error is < 1e-8.
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
 #endif
 
 }  // namespace powerinfer2::ops::simd
