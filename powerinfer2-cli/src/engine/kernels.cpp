@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "common/errors.hpp"
 #include "ops/dot.hpp"
@@ -13,7 +14,18 @@ namespace powerinfer2::engine {
 void rmsnorm(std::span<const float> x, std::span<const float> w, float eps, std::span<float> out) {
   PWPI_CHECK(w.size() == x.size() && out.size() == x.size());
   double ss = 0.0;
-  for (float v : x) ss += static_cast<double>(v) * v;
+  std::size_t i0 = 0;
+#if defined(PWPI_OPS_AVX512)
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();  // double sums, 16 at a time
+  for (; i0 + 16 <= x.size(); i0 += 16) {
+    const __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x.data() + i0));
+    const __m512d hi = _mm512_cvtps_pd(_mm256_loadu_ps(x.data() + i0 + 8));
+    s0 = _mm512_fmadd_pd(lo, lo, s0);
+    s1 = _mm512_fmadd_pd(hi, hi, s1);
+  }
+  ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+#endif
+  for (std::size_t i = i0; i < x.size(); ++i) ss += static_cast<double>(x[i]) * x[i];
   const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps));
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] * scale * w[i];
 }
@@ -43,9 +55,16 @@ void rope(std::span<float> x, std::size_t n_head, std::size_t head_dim, std::spa
 
 void softmax(std::span<float> x) {
   if (x.empty()) return;
-  const float mx = *std::max_element(x.begin(), x.end());
-  double sum = 0.0;
+  float mx = -std::numeric_limits<float>::infinity();
   std::size_t i = 0;
+#if defined(PWPI_OPS_AVX512)
+  __m512 vmax = _mm512_set1_ps(mx);
+  for (; i + 16 <= x.size(); i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x.data() + i));
+  mx = _mm512_reduce_max_ps(vmax);
+#endif
+  for (; i < x.size(); ++i) mx = std::max(mx, x[i]);
+  double sum = 0.0;
+  i = 0;
 #if defined(PWPI_OPS_AVX512)
   const __m512 vmx = _mm512_set1_ps(mx);
   __m512 vsum = _mm512_setzero_ps();  // at most 16 x n terms in [0, 1]: float is ample
