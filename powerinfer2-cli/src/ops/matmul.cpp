@@ -272,17 +272,16 @@ void rows16_kernel(const std::uint8_t* group, std::size_t nb, const std::int8_t*
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   __m512 acc[RN];
   unroll<RN>([&](auto t) { acc[t] = _mm512_setzero_ps(); });
-  // Block b = 2 * pair + half; `half` is a compile-time 0 / 1 so the prefetches below unroll.
-  auto block = [&](std::size_t b, auto half) {
+  for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* pair = group + (b / 2) * kPairBytes;
-    const std::uint8_t* vec = pair + half * kVecs * 64;
+    const std::uint8_t* vec = pair + (b % 2) * kVecs * 64;
     if constexpr (RN == 1) {  // matvec: the weights stream from memory once
       // Every line of the pair kRows16Ahead bytes ahead, its scales' line too, about half
       // of them at each of its two blocks.
       constexpr std::size_t kPairLines = kPairBytes / 64, kFirstLines = (kPairLines + 1) / 2;
-      constexpr std::size_t l0 = half == 0 ? 0 : kFirstLines, l1 = half == 0 ? kFirstLines : kPairLines;
+      const std::size_t l0 = b % 2 == 0 ? 0 : kFirstLines, l1 = b % 2 == 0 ? kFirstLines : kPairLines;
       const char* ahead = reinterpret_cast<const char*>(pair) + kRows16Ahead;
-      unroll<l1 - l0>([&](auto l) { _mm_prefetch(ahead + 64 * (l0 + l), _MM_HINT_T1); });
+      for (std::size_t l = l0; l < l1; ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T1);
     }
     __m512i g[8];
     if constexpr (kQ4) {
@@ -294,7 +293,7 @@ void rows16_kernel(const std::uint8_t* group, std::size_t nb, const std::int8_t*
     } else {
       unroll<8>([&](auto k) { g[k] = _mm512_load_si512(vec + 64 * k); });
     }
-    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(pair + 2 * kVecs * 64 + half * 32)));
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(pair + 2 * kVecs * 64 + (b % 2) * 32)));
     unroll<RN>([&](auto t) {
       const std::int8_t* q = xq + (t * nb + b) * kQK;
       __m512i s = _mm512_set1_epi32(xinit[t * nb + b]);
@@ -305,13 +304,7 @@ void rows16_kernel(const std::uint8_t* group, std::size_t nb, const std::int8_t*
       });
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * nb + b])), acc[t]);
     });
-  };
-  std::size_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    block(b, std::integral_constant<std::size_t, 0>{});
-    block(b + 1, std::integral_constant<std::size_t, 1>{});
   }
-  if (b < nb) block(b, std::integral_constant<std::size_t, 0>{});
   unroll<RN>([&](auto t) { _mm512_mask_storeu_ps(y + t * y_stride, mask, acc[t]); });
 }
 
