@@ -77,9 +77,9 @@ constexpr std::size_t kDotMaxTokens = 0;
 // from memory on one thread 5.3 -> 7.7 GB/s, F16 8.0 -> 10 GB/s).
 constexpr std::size_t kPrefetchBytes = 8192;
 #if defined(PWPI_OPS_AVX512)
-// The rows16 matvec prefetches every line of the weights this far ahead, into L2 (measured
-// on a whole 1b decode step's matvecs, paired runs: Q4_0 +10.6%, Q8_0 +3.8% over 8 KiB into
-// L1 that skipped the scales' line of each pair; 3 and 6 KiB no better than 4).
+// The rows16 matvec prefetches every line of the weights this far ahead, into L2. Against
+// 8 KiB into L1 that skipped the scales' line of each pair: the engine's 1b decode Q4_0 +7%,
+// Q8_0 the same within noise (alternating runs); 3 and 6 KiB no better than 4.
 constexpr std::size_t kRows16Ahead = 4096;
 #endif
 
