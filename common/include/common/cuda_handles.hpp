@@ -1,4 +1,4 @@
-// Owners of a CUDA stream and of a cuBLAS handle bound to one, for .cu / CUDA-aware sources
+// Owners of a CUDA stream, a CUDA event and a cuBLAS handle bound to a stream, for .cu / CUDA-aware sources
 // of both tools. Released on every path; errors on release are ignored (a failed call has
 // already thrown, and the release must not throw again).
 #pragma once
@@ -21,6 +21,19 @@ class Stream {
 
  private:
   cudaStream_t s_ = nullptr;
+};
+
+/// An event (default flags: timing enabled).
+class Event {
+ public:
+  Event() { PWPI_CUDA_CHECK(cudaEventCreate(&e_)); }
+  ~Event() { (void)cudaEventDestroy(e_); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
 };
 
 /// A cuBLAS handle working on `stream` (cuBLAS opened on first use; the handle is destroyed

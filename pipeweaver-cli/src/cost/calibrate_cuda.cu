@@ -30,7 +30,7 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// ---- Owners of device resources (streams and cuBLAS handles: common/cuda_handles.hpp):
+// ---- Owners of device resources (streams, events and cuBLAS handles: common/cuda_handles.hpp):
 // released on every path, errors on release ignored (a failed call has already thrown; the
 // release must not throw again).
 
@@ -52,18 +52,6 @@ class DeviceBuffer {
  private:
   bf16* ptr_ = nullptr;
   std::size_t bytes_ = 0;
-};
-
-class Event {
- public:
-  Event() { PWPI_CUDA_CHECK(cudaEventCreate(&e_)); }
-  ~Event() { (void)cudaEventDestroy(e_); }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  cudaEvent_t get() const { return e_; }
-
- private:
-  cudaEvent_t e_ = nullptr;
 };
 
 // ---- Kernels.
@@ -179,7 +167,7 @@ void attention(cublasHandle_t h, cudaStream_t stream, const AttentionShape& a, c
 // shorter than the launch overhead (a few us) measure the launch rate, as eager frameworks see it.
 template <class Launch>
 Timing time_calls(cudaStream_t stream, const Launch& launch, double budget_s) {
-  Event start, stop;
+  common::cuda::Event start, stop;
   launch();
   launch();
   PWPI_CUDA_CHECK(cudaStreamSynchronize(stream));

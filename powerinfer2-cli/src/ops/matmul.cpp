@@ -227,12 +227,12 @@ void dots_chunk(const WeightMatrix& w, const float* x, const Q8Act& a, std::size
 // AVX-512 F32 / F16 dot products prefetch as they go instead: dot.hpp's _streaming ones).
 void matvec_chunk(const WeightMatrix& w, const float* x, const Q8Act& a, float* y, std::size_t r0, std::size_t r1) {
 #if defined(PWPI_OPS_AVX512)
-  if (w.type == GgmlType::F16) {
-    for (std::size_t r = r0; r < r1; ++r) y[r] = dot_f16_f32_streaming(reinterpret_cast<const fp16_t*>(row_ptr(w, r)), x, w.n_cols);
-    return;
-  }
-  if (w.type == GgmlType::F32) {
-    for (std::size_t r = r0; r < r1; ++r) y[r] = dot_f32_streaming(reinterpret_cast<const float*>(row_ptr(w, r)), x, w.n_cols);
+  if (w.type == GgmlType::F16 || w.type == GgmlType::F32) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      const std::uint8_t* p = row_ptr(w, r);
+      y[r] = w.type == GgmlType::F16 ? dot_f16_f32_streaming(reinterpret_cast<const fp16_t*>(p), x, w.n_cols)
+                                     : dot_f32_streaming(reinterpret_cast<const float*>(p), x, w.n_cols);
+    }
     return;
   }
 #endif
