@@ -87,7 +87,7 @@ void run_bench(const BenchArgs& a) {
   const double actions = static_cast<double>(s.n_actions());
 
   cost::CostModel warm(in.model, in.cluster, in.options, profile);
-  const semu::StepCosts costs = warm.step_costs(s, source.chunks(), batch);
+  const cost::StepCosts costs = warm.step_costs(s, source.chunks(), batch);
   std::int64_t sink = 0, calls = 0;
   common::Json actions_json;
   const double semu_s = per_call([&] { sink += semu::simulate(s, costs).step_ns; }, a.min_seconds, calls);
@@ -102,7 +102,7 @@ void run_bench(const BenchArgs& a) {
       rate(actions, cached_s, calls, "cost (caches warm) + SEMU result reuse (a repeated step)");
   {
     semu::ResultCache fresh;
-    semu::StepCosts varied = costs;
+    cost::StepCosts varied = costs;
     std::int64_t k = 0;
     const double miss_s = per_call(
         [&] {
@@ -200,7 +200,7 @@ void run_bench(const BenchArgs& a) {
       for (std::size_t i = 0; i < in.batches.size(); ++i) {
         const schedule::Schedule& sb = schedules[i];
         double t0 = thread_cpu_s();
-        const semu::StepCosts c = cm.step_costs(sb, source.chunks(), in.batches[i]);
+        const cost::StepCosts c = cm.step_costs(sb, source.chunks(), in.batches[i]);
         const double t1 = thread_cpu_s();
         cost_s += t1 - t0;
         steps.push_back(reuse ? cache.simulate(sb, c).step_ns : semu::simulate(sb, c).step_ns);

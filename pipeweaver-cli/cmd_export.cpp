@@ -43,7 +43,7 @@ void require_inputs(const ExportArgs& a, const std::string& why) {
 struct Played {
   std::string label;
   schedule::Schedule schedule;
-  semu::StepCosts costs;
+  cost::StepCosts costs;
   semu::Result result;
 };
 

@@ -44,7 +44,7 @@ void run_simulate(const SimulateArgs& a) {
   common::Stopwatch cost_watch;
   cost::CostModel model(in.model, in.cluster, in.options, in.profile ? &*in.profile : nullptr);
   model.set_reuse(!a.no_reuse);
-  const semu::StepCosts costs = model.step_costs(s, source.chunks(), batch);
+  const cost::StepCosts costs = model.step_costs(s, source.chunks(), batch);
   const double cost_ms = cost_watch.elapsed_ms();
 
   common::Stopwatch sim_watch;

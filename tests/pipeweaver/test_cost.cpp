@@ -226,7 +226,7 @@ TEST_CASE("pipeweaver cost: reuse on and off agree bit for bit on every batch of
   for (int round = 0; round < 2; ++round) {  // the second round repeats every batch
     for (const spec::Batch& b : batches) {
       const schedule::Schedule s = with_packing(base, model, b);
-      const semu::StepCosts a = on.step_costs(s, chunks, b), z = off.step_costs(s, chunks, b);
+      const cost::StepCosts a = on.step_costs(s, chunks, b), z = off.step_costs(s, chunks, b);
       REQUIRE(a.f_ns == z.f_ns);
       REQUIRE(a.i_ns == z.i_ns);
       REQUIRE(a.w_ns == z.w_ns);
@@ -288,12 +288,12 @@ TEST_CASE("pipeweaver cost: reuse is exact on V-shaped placements, reused output
     o.recompute = recompute;
     cost::CostModel on(model, cluster, o), off(model, cluster, o);
     off.set_reuse(false);
-    semu::StepCosts reused = semu::StepCosts::zeros(3, 50, 2);  // another shape, garbage inside
+    cost::StepCosts reused = cost::StepCosts::zeros(3, 50, 2);  // another shape, garbage inside
     std::fill(reused.f_ns.begin(), reused.f_ns.end(), -7);
     std::fill(reused.send_b_ns.begin(), reused.send_b_ns.end(), -7);
     for (const spec::Batch& b : batches) {
       const schedule::Schedule s = with_packing(base, model, b);
-      const semu::StepCosts z = off.step_costs(s, chunks, b);
+      const cost::StepCosts z = off.step_costs(s, chunks, b);
       on.step_costs(s, chunks, b, reused);
       for (const auto& [x, y] : {std::pair{&reused.f_ns, &z.f_ns}, {&reused.i_ns, &z.i_ns}, {&reused.w_ns, &z.w_ns},
                                  {&reused.b_ns, &z.b_ns}, {&reused.send_f_ns, &z.send_f_ns},
@@ -346,9 +346,9 @@ TEST_CASE("pipeweaver cost: a chunk's own recomputation flag costs that chunk as
     for (auto& c : all.chunks) c.recompute = true;
     for (const std::int32_t st : marked) some.chunks[static_cast<std::size_t>(st)].recompute = true;
     const auto info = [&](const schedule::Schedule& x) { return cost::resolve_chunks(model, x, common::Where("t"), ""); };
-    const semu::StepCosts none = plain.step_costs(s, info(s), b), glob = global.step_costs(s, info(s), b);
-    const semu::StepCosts every = flagged.step_costs(all, info(all), b);
-    const semu::StepCosts part = flagged.step_costs(some, info(some), b);
+    const cost::StepCosts none = plain.step_costs(s, info(s), b), glob = global.step_costs(s, info(s), b);
+    const cost::StepCosts every = flagged.step_costs(all, info(all), b);
+    const cost::StepCosts part = flagged.step_costs(some, info(some), b);
     CHECK(every.f_ns == glob.f_ns);
     CHECK(every.i_ns == glob.i_ns);
     CHECK(every.w_ns == glob.w_ns);
@@ -358,7 +358,7 @@ TEST_CASE("pipeweaver cost: a chunk's own recomputation flag costs that chunk as
     for (std::int32_t st = 0; st < 2 * p; ++st)
       for (std::int32_t mb = 0; mb < s.n_microbatches; ++mb) {
         const std::size_t x = part.at(st, mb);
-        const semu::StepCosts& want = marked.count(st) ? glob : none;
+        const cost::StepCosts& want = marked.count(st) ? glob : none;
         INFO("stage " << st << " microbatch " << mb);
         CHECK(part.i_ns[x] == want.i_ns[x]);
         CHECK(part.act_bytes[x] == want.act_bytes[x]);
@@ -457,7 +457,7 @@ TEST_CASE("pipeweaver export: the Chrome trace has paired flows, named tracks an
   const schedule::Schedule s = with_packing(schedule::interleaved_1f1b(4, 8, layout), model, batches[0]);
   const auto chunks = cost::resolve_chunks(model, s, common::Where("gen"), "");
   cost::CostModel cm(model, cluster);
-  const semu::StepCosts costs = cm.step_costs(s, chunks, batches[0]);
+  const cost::StepCosts costs = cm.step_costs(s, chunks, batches[0]);
   const semu::Result r = semu::simulate(s, costs, {.record_timeline = true});
   const common::Json doc = common::Json::parse(exporting::chrome_trace(s, costs, r, {"test", {}}).dump());
 

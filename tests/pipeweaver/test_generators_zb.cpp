@@ -14,9 +14,9 @@ namespace {
 
 // Every stage forward tf, input gradient ti, weight gradient tw, full backward ti + tw; no
 // transfers; activations act bytes of which act_w stay from I until W.
-semu::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t ti, std::int64_t tw,
+cost::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t ti, std::int64_t tw,
                         std::int64_t act = 0, std::int64_t act_w = 0) {
-  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  auto c = cost::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
   std::fill(c.f_ns.begin(), c.f_ns.end(), tf);
   std::fill(c.i_ns.begin(), c.i_ns.end(), ti);
   std::fill(c.w_ns.begin(), c.w_ns.end(), tw);

@@ -20,9 +20,9 @@ using namespace pipeweaver;
 
 namespace {
 
-semu::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t ti, std::int64_t tw,
+cost::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t ti, std::int64_t tw,
                         std::int64_t act = 0) {
-  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  auto c = cost::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
   std::fill(c.f_ns.begin(), c.f_ns.end(), tf);
   std::fill(c.b_ns.begin(), c.b_ns.end(), ti + tw);
   std::fill(c.i_ns.begin(), c.i_ns.end(), ti);
@@ -70,7 +70,7 @@ TEST_CASE("pipeweaver the weaver's orders pass validation for any placement and 
     const std::int32_t m = 1 + static_cast<std::int32_t>(rng() % 9);
     const std::int32_t extra = static_cast<std::int32_t>(rng() % 3);  // uneven chunks per rank too
     schedule::Schedule s = skeleton(p, m, p * v + extra, trial % 2 ? search::Placement::looped : search::Placement::vshape);
-    semu::StepCosts c = uniform(s, 1, 1, 1, 100);
+    cost::StepCosts c = uniform(s, 1, 1, 1, 100);
     for (auto* vec : {&c.f_ns, &c.i_ns, &c.w_ns, &c.send_f_ns, &c.send_b_ns})
       for (auto& x : *vec) x = 1 + static_cast<std::int64_t>(rng() % 50);
     for (std::size_t k = 0; k < c.b_ns.size(); ++k) c.b_ns[k] = c.i_ns[k] + c.w_ns[k];
@@ -92,7 +92,7 @@ TEST_CASE("pipeweaver woven one-chunk-per-rank pipelines meet the closed form (m
   for (const std::int32_t p : {1, 2, 4, 7})
     for (const std::int32_t m : {1, 3, 8, 16}) {
       schedule::Schedule s = skeleton(p, m, p, search::Placement::looped);
-      const semu::StepCosts c = uniform(s, 3, 4, 2);
+      const cost::StepCosts c = uniform(s, 3, 4, 2);
       search::weave(s, c, {false, search::ForwardOrder::breadth, 0});
       CHECK(semu::simulate(s, c).step_ns == static_cast<std::int64_t>(m + p - 1) * (3 + 6));
       // Splitting the backward and deferring W never makes it slower here.
@@ -106,7 +106,7 @@ TEST_CASE("pipeweaver the weaver admits a microbatch only when its activations f
   const std::int32_t p = 4, m = 12;
   for (const std::int64_t fit : {1, 2, 3}) {
     schedule::Schedule s = skeleton(p, m, 2 * p, search::Placement::looped);
-    semu::StepCosts c = uniform(s, 2, 2, 2, 1000);
+    cost::StepCosts c = uniform(s, 2, 2, 2, 1000);
     for (std::size_t r = 0; r < static_cast<std::size_t>(p); ++r) {
       c.static_bytes[r] = 500;
       // Two chunks per rank: a microbatch needs 2000 bytes; room for `fit` of them.
@@ -123,7 +123,7 @@ TEST_CASE("pipeweaver W held within memory admits more microbatches and still fi
   // Recomputed layers: little kept from F to the backward, much from I to W.
   const std::int32_t p = 4, m = 16;
   schedule::Schedule base = skeleton(p, m, 2 * p, search::Placement::looped);
-  semu::StepCosts c = uniform(base, 2, 2, 2, 400);
+  cost::StepCosts c = uniform(base, 2, 2, 2, 400);
   std::fill(c.act_w_bytes.begin(), c.act_w_bytes.end(), 2000);
   for (std::size_t r = 0; r < static_cast<std::size_t>(p); ++r) {
     c.static_bytes[r] = 500;
@@ -282,7 +282,7 @@ TEST_CASE("pipeweaver when memory is tight the search recomputes and still fits"
     search::Searcher probe(f.model, f.cluster, {}, nullptr, trace, o);
     const search::BatchResult r = probe.search(b);
     REQUIRE(r.best.recompute == search::Recompute::none);  // the roomy device needs none
-    const semu::StepCosts c = probe.costs_of(r.best, b);
+    const cost::StepCosts c = probe.costs_of(r.best, b);
     for (std::size_t k = 0; k < c.static_bytes.size(); ++k) {
       static_max = std::max(static_max, c.static_bytes[k]);
       act_max = std::max(act_max, r.best.result.peak_mem_bytes[k] - c.static_bytes[k]);

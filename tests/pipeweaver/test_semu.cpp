@@ -14,8 +14,8 @@ using schedule::Op;
 namespace {
 
 // Uniform costs: every stage forward tf, backward tb (split as tb/2 + tb/2), no transfers.
-semu::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t tb, std::int64_t act = 0) {
-  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+cost::StepCosts uniform(const schedule::Schedule& s, std::int64_t tf, std::int64_t tb, std::int64_t act = 0) {
+  auto c = cost::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
   std::fill(c.f_ns.begin(), c.f_ns.end(), tf);
   std::fill(c.b_ns.begin(), c.b_ns.end(), tb);
   std::fill(c.i_ns.begin(), c.i_ns.end(), tb / 2);
@@ -196,8 +196,8 @@ schedule::Schedule split_backward(schedule::Schedule s, bool w_at_end) {
 }
 
 // Random costs in [0, max_ns]: small ranges make many events tie.
-semu::StepCosts random_costs(const schedule::Schedule& s, std::mt19937_64& rng, std::int64_t max_ns) {
-  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+cost::StepCosts random_costs(const schedule::Schedule& s, std::mt19937_64& rng, std::int64_t max_ns) {
+  auto c = cost::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
   std::uniform_int_distribution<std::int64_t> t(0, max_ns), bytes(0, 1000);
   for (std::size_t i = 0; i < c.f_ns.size(); ++i) {
     c.f_ns[i] = t(rng);
@@ -265,7 +265,7 @@ TEST_CASE("pipeweaver SEMU agrees exactly with the reference event loop", "[unit
       for (const auto& s : schedules) {
         REQUIRE_FALSE(schedule::find_problem(s).has_value());
         for (const std::int64_t max_ns : {0, 2, 5, 1000}) {
-          const semu::StepCosts c = random_costs(s, rng, max_ns);
+          const cost::StepCosts c = random_costs(s, rng, max_ns);
           for (const bool timeline : {false, true}) {
             INFO("p=" << p << " m=" << m << " stages=" << s.n_stages() << " max_ns=" << max_ns << " timeline=" << timeline);
             const semu::Result ref = semu::simulate_reference(s, c, {.record_timeline = timeline});
@@ -290,7 +290,7 @@ TEST_CASE("pipeweaver SEMU agrees exactly with the reference event loop", "[unit
 TEST_CASE("pipeweaver the SEMU result cache hits only on identical schedule and costs", "[unit]") {
   std::mt19937_64 rng(7);
   const auto s = schedule::interleaved_1f1b(4, 8, schedule::uniform_chunks("llm", 8, 2));
-  const semu::StepCosts c = random_costs(s, rng, 50);
+  const cost::StepCosts c = random_costs(s, rng, 50);
   semu::ResultCache cache;
   require_same(cache.simulate(s, c), semu::simulate_reference(s, c));
   require_same(cache.simulate(s, c), semu::simulate_reference(s, c));

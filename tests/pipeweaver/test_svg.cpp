@@ -96,8 +96,8 @@ bool numeric_attrs_finite(const std::vector<Element>& elements, std::string& bad
 double attr(const Element& e, const char* key) { return std::strtod(e.attrs.at(key).c_str(), nullptr); }
 
 // Per-pass costs that vary by stage and microbatch, so proportionality means something.
-semu::StepCosts varied(const schedule::Schedule& s) {
-  auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+cost::StepCosts varied(const schedule::Schedule& s) {
+  auto c = cost::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
   for (std::int32_t st = 0; st < s.n_stages(); ++st)
     for (std::int32_t mb = 0; mb < s.n_microbatches; ++mb) {
       const auto x = c.at(st, mb);
@@ -209,7 +209,7 @@ TEST_CASE("pipeweaver SVG timeline: well-formed, one rect per pass, proportional
 
 TEST_CASE("pipeweaver SVG timeline of an all-zero-cost step has finite coordinates", "[unit]") {
   const auto s = schedule::gpipe(2, 2, schedule::uniform_chunks("audio", 2, 1));
-  const auto c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  const auto c = cost::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
   const auto r = semu::simulate(s, c, {.record_timeline = true});
   REQUIRE(r.step_ns == 0);
   const exporting::TimelinePanel panel[] = {{"empty", &s, &r}};
@@ -226,7 +226,7 @@ TEST_CASE("pipeweaver SVG timeline of an all-zero-cost step has finite coordinat
 
 TEST_CASE("pipeweaver SVG timeline: a long panel title is cut at a comma so that its stats fit", "[unit]") {
   const auto s = schedule::gpipe(2, 2, schedule::uniform_chunks("llm", 2, 1));
-  semu::StepCosts c = semu::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
+  cost::StepCosts c = cost::StepCosts::zeros(s.n_stages(), s.n_microbatches, s.n_ranks);
   std::fill(c.f_ns.begin(), c.f_ns.end(), 1000);
   std::fill(c.b_ns.begin(), c.b_ns.end(), 2000);
   const auto r = semu::simulate(s, c, {.record_timeline = true});

@@ -543,15 +543,15 @@ void CostModel::make_plan(std::span<const ChunkInfo> chunks, std::int32_t n_micr
   p.entries.assign(model_.modules.size(), nullptr);
 }
 
-semu::StepCosts CostModel::step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks,
+StepCosts CostModel::step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks,
                                       const spec::Batch& batch) {
-  semu::StepCosts costs;
+  StepCosts costs;
   step_costs(s, chunks, batch, costs);
   return costs;
 }
 
 void CostModel::step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks, const spec::Batch& batch,
-                           semu::StepCosts& costs) {
+                           StepCosts& costs) {
   PWPI_CHECK(chunks.size() == s.chunks.size());
   PWPI_CHECK_MSG(static_cast<std::int32_t>(s.microbatch_samples.size()) == s.n_microbatches,
                  "the schedule's microbatches must list their samples");

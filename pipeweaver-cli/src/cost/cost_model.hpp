@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "cost/device_profile.hpp"
+#include "cost/step_costs.hpp"
 #include "schedule/schedule.hpp"
-#include "semu/semu.hpp"
 #include "spec/cluster.hpp"
 #include "spec/model.hpp"
 #include "spec/sample.hpp"
@@ -172,10 +172,10 @@ class CostModel {
 
   /// The costs of every pass of `s` on `batch`. `chunks` from resolve_chunks(s); the
   /// microbatches are s.microbatch_samples (which must be set).
-  semu::StepCosts step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks, const spec::Batch& batch);
+  StepCosts step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks, const spec::Batch& batch);
   /// The same into `costs`, reusing its storage (every entry is written).
   void step_costs(const schedule::Schedule& s, std::span<const ChunkInfo> chunks, const spec::Batch& batch,
-                  semu::StepCosts& costs);
+                  StepCosts& costs);
 
  private:
   struct LoadHash {

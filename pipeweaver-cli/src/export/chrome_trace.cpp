@@ -27,7 +27,7 @@ std::string layers_of(const schedule::Chunk& c) {
 
 }  // namespace
 
-common::Json chrome_trace(const schedule::Schedule& s, const semu::StepCosts& costs, const semu::Result& r,
+common::Json chrome_trace(const schedule::Schedule& s, const cost::StepCosts& costs, const semu::Result& r,
                           const ChromeTraceInfo& info) {
   common::Json events = common::Json::array();
   for (std::int32_t rank = 0; rank < s.n_ranks; ++rank) {

@@ -26,7 +26,7 @@ struct ChromeTraceInfo {
 };
 
 /// `result` must come from simulate(..., {.record_timeline = true}) with `costs`.
-common::Json chrome_trace(const schedule::Schedule& schedule, const semu::StepCosts& costs,
+common::Json chrome_trace(const schedule::Schedule& schedule, const cost::StepCosts& costs,
                           const semu::Result& result, const ChromeTraceInfo& info);
 
 /// Writes the trace atomically (a temporary renamed into place).

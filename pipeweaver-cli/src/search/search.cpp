@@ -179,7 +179,7 @@ Evaluated Searcher::evaluate(Worker& w, Candidate& c, const spec::Batch& batch) 
   e.detail = c.detail + recompute_text(e.schedule.chunks, e.recompute);
   const std::vector<cost::ChunkInfo> infos =
       cost::resolve_chunks(model_, e.schedule, common::Where("(search candidate)"), "");
-  const semu::StepCosts costs = w.model.step_costs(e.schedule, infos, batch);
+  const cost::StepCosts costs = w.model.step_costs(e.schedule, infos, batch);
   if (!c.fixed) weave(e.schedule, costs, c.policy);
   e.result = semu::simulate(e.schedule, costs);
   e.stage_act_bytes.assign(static_cast<std::size_t>(costs.n_stages), 0);
@@ -203,7 +203,7 @@ std::vector<Evaluated> Searcher::evaluate_all(std::vector<Candidate>& cands, con
   return out;
 }
 
-semu::StepCosts Searcher::costs_of(const Evaluated& e, const spec::Batch& batch) {
+cost::StepCosts Searcher::costs_of(const Evaluated& e, const spec::Batch& batch) {
   const std::vector<cost::ChunkInfo> infos = cost::resolve_chunks(model_, e.schedule, common::Where("(search result)"), "");
   return workers_[0]->model.step_costs(e.schedule, infos, batch);
 }

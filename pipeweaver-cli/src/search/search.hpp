@@ -105,7 +105,7 @@ class Searcher {
   /// Re-plays `e` on `batch` with the timeline recorded (for reports and Chrome traces).
   semu::Result replay(const Evaluated& e, const spec::Batch& batch);
   /// The costs SEMU used for `e` (for Chrome traces).
-  semu::StepCosts costs_of(const Evaluated& e, const spec::Batch& batch);
+  cost::StepCosts costs_of(const Evaluated& e, const spec::Batch& batch);
 
   const BaselinePlan& plan() const { return plan_; }
   SearchStats stats() const;

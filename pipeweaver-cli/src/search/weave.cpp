@@ -25,7 +25,7 @@ struct Pending {
 
 class Weaver {
  public:
-  Weaver(schedule::Schedule& s, const semu::StepCosts& c, const WeavePolicy& p)
+  Weaver(schedule::Schedule& s, const cost::StepCosts& c, const WeavePolicy& p)
       : s_(s), c_(c), policy_(p), n_st_(s.n_stages()), n_mb_(s.n_microbatches), p_(s.n_ranks) {
     const auto P = static_cast<std::size_t>(p_);
     forward_.assign(P, {});
@@ -236,7 +236,7 @@ class Weaver {
   }
 
   schedule::Schedule& s_;
-  const semu::StepCosts& c_;
+  const cost::StepCosts& c_;
   WeavePolicy policy_;
   std::int32_t n_st_, n_mb_, p_;
   std::vector<std::vector<Pending>> forward_, backward_;
@@ -251,7 +251,7 @@ class Weaver {
 
 }  // namespace
 
-void weave(schedule::Schedule& s, const semu::StepCosts& costs, const WeavePolicy& policy) {
+void weave(schedule::Schedule& s, const cost::StepCosts& costs, const WeavePolicy& policy) {
   PWPI_CHECK(costs.n_stages == s.n_stages() && costs.n_microbatches == s.n_microbatches);
   Weaver w(s, costs, policy);
   w.run();

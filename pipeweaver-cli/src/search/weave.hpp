@@ -35,6 +35,6 @@ struct WeavePolicy {
 
 /// Fills s.rank_actions. `s` has its chunks (with ranks) and n_microbatches set; `costs`
 /// is sized for it. The result passes schedule::find_problem.
-void weave(schedule::Schedule& s, const semu::StepCosts& costs, const WeavePolicy& policy);
+void weave(schedule::Schedule& s, const cost::StepCosts& costs, const WeavePolicy& policy);
 
 }  // namespace pipeweaver::search

@@ -22,7 +22,7 @@ struct Payload {
 
 class Emulator {
  public:
-  Emulator(const schedule::Schedule& s, const StepCosts& c, const Options& o)
+  Emulator(const schedule::Schedule& s, const cost::StepCosts& c, const Options& o)
       : s_(s), c_(c), o_(o), n_ranks_(static_cast<std::size_t>(s.n_ranks)), last_stage_(s.n_stages() - 1) {
     PWPI_CHECK_MSG(c.n_stages == s.n_stages() && c.n_microbatches == s.n_microbatches,
                    "costs are sized for another schedule");
@@ -164,7 +164,7 @@ class Emulator {
   }
 
   const schedule::Schedule& s_;
-  const StepCosts& c_;
+  const cost::StepCosts& c_;
   const Options& o_;
   const std::size_t n_ranks_;
   const std::int32_t last_stage_;
@@ -181,7 +181,7 @@ class Emulator {
 
 }  // namespace
 
-Result simulate_reference(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options) {
+Result simulate_reference(const schedule::Schedule& schedule, const cost::StepCosts& costs, const Options& options) {
   return Emulator(schedule, costs, options).run();
 }
 

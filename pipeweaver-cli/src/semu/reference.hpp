@@ -7,6 +7,6 @@
 namespace pipeweaver::semu {
 
 /// The same contract and results as simulate(), by the direct method (slower).
-Result simulate_reference(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options = {});
+Result simulate_reference(const schedule::Schedule& schedule, const cost::StepCosts& costs, const Options& options = {});
 
 }  // namespace pipeweaver::semu

@@ -11,7 +11,7 @@ namespace {
 // Feeds a sink everything simulate() reads, in a fixed order: one(x) for single values,
 // many(p, n) for arrays (the bulk of it: actions packed one per value, then the costs).
 template <class Sink>
-void visit(const schedule::Schedule& s, const StepCosts& c, std::vector<std::int64_t>& packed, Sink& sink) {
+void visit(const schedule::Schedule& s, const cost::StepCosts& c, std::vector<std::int64_t>& packed, Sink& sink) {
   PWPI_CHECK(s.chunks.size() < (std::size_t{1} << 29));  // stages fit the packing below
   sink.one(s.n_ranks);
   sink.one(s.n_microbatches);
@@ -82,7 +82,7 @@ struct Writer {
   }
 };
 
-std::size_t key_size(const schedule::Schedule& s, const StepCosts& c) {
+std::size_t key_size(const schedule::Schedule& s, const cost::StepCosts& c) {
   std::size_t n = 3 + s.chunks.size() + s.rank_actions.size() + 2;
   for (const auto& actions : s.rank_actions) n += actions.size();
   for (const auto* v : {&c.f_ns, &c.b_ns, &c.i_ns, &c.w_ns, &c.send_f_ns, &c.send_b_ns, &c.act_bytes, &c.act_w_bytes,
@@ -108,14 +108,14 @@ struct Comparer {
 
 }  // namespace
 
-std::uint64_t fingerprint(const schedule::Schedule& s, const StepCosts& c) {
+std::uint64_t fingerprint(const schedule::Schedule& s, const cost::StepCosts& c) {
   Hasher h;
   thread_local std::vector<std::int64_t> packed;
   visit(s, c, packed, h);
   return h.value();
 }
 
-const Result& ResultCache::simulate(const schedule::Schedule& s, const StepCosts& c, const Options& o) {
+const Result& ResultCache::simulate(const schedule::Schedule& s, const cost::StepCosts& c, const Options& o) {
   ++lookups_;
   const std::uint64_t key = fingerprint(s, c) ^ (o.record_timeline ? 1ULL : 0ULL);
   auto [lo, hi] = entries_.equal_range(key);

@@ -24,7 +24,7 @@ class ResultCache {
 
   /// simulate(schedule, costs, options), or the stored result of an identical call. The
   /// reference is valid until the cache starts over (max_entries later at the soonest).
-  const Result& simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options = {});
+  const Result& simulate(const schedule::Schedule& schedule, const cost::StepCosts& costs, const Options& options = {});
 
   std::int64_t lookups() const { return lookups_; }
   std::int64_t hits() const { return hits_; }
@@ -46,6 +46,6 @@ class ResultCache {
 };
 
 /// A 64-bit fingerprint of a schedule and its costs (for bucketing and for reports).
-std::uint64_t fingerprint(const schedule::Schedule& schedule, const StepCosts& costs);
+std::uint64_t fingerprint(const schedule::Schedule& schedule, const cost::StepCosts& costs);
 
 }  // namespace pipeweaver::semu

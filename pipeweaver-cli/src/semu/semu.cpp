@@ -20,18 +20,6 @@ namespace pipeweaver::semu {
 using schedule::Action;
 using schedule::Op;
 
-StepCosts StepCosts::zeros(std::int32_t n_stages, std::int32_t n_microbatches, std::int32_t n_ranks) {
-  StepCosts c;
-  c.n_stages = n_stages;
-  c.n_microbatches = n_microbatches;
-  const std::size_t n = static_cast<std::size_t>(n_stages) * static_cast<std::size_t>(n_microbatches);
-  for (auto* v : {&c.f_ns, &c.b_ns, &c.i_ns, &c.w_ns, &c.send_f_ns, &c.send_b_ns, &c.act_bytes, &c.act_w_bytes})
-    v->assign(n, 0);
-  c.static_bytes.assign(static_cast<std::size_t>(n_ranks), 0);
-  c.capacity_bytes.assign(static_cast<std::size_t>(n_ranks), 0);
-  return c;
-}
-
 namespace {
 
 constexpr std::int64_t kNotSent = std::numeric_limits<std::int64_t>::max();
@@ -81,7 +69,7 @@ namespace {
 template <bool kTimeline>
 class Emulator {
  public:
-  Emulator(const schedule::Schedule& s, const StepCosts& c, Workspace::State& w)
+  Emulator(const schedule::Schedule& s, const cost::StepCosts& c, Workspace::State& w)
       : s_(s), c_(c), q_(w.q), n_ranks_(static_cast<std::size_t>(s.n_ranks)), last_stage_(s.n_stages() - 1) {
     PWPI_CHECK_MSG(c.n_stages == s.n_stages() && c.n_microbatches == s.n_microbatches,
                    "costs are sized for another schedule");
@@ -255,7 +243,7 @@ class Emulator {
   }
 
   const schedule::Schedule& s_;
-  const StepCosts& c_;
+  const cost::StepCosts& c_;
   EventQueue<std::uint32_t>& q_;
   const std::size_t n_ranks_;
   const std::int32_t last_stage_;
@@ -283,13 +271,13 @@ class Emulator {
 
 }  // namespace
 
-Result simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options,
+Result simulate(const schedule::Schedule& schedule, const cost::StepCosts& costs, const Options& options,
                 Workspace& workspace) {
   if (options.record_timeline) return Emulator<true>(schedule, costs, workspace.state()).run();
   return Emulator<false>(schedule, costs, workspace.state()).run();
 }
 
-Result simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options) {
+Result simulate(const schedule::Schedule& schedule, const cost::StepCosts& costs, const Options& options) {
   thread_local Workspace workspace;
   return simulate(schedule, costs, options, workspace);
 }

@@ -11,31 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "cost/step_costs.hpp"
 #include "schedule/schedule.hpp"
 
 namespace pipeweaver::semu {
-
-/// The cost of one step's passes, indexed [stage * n_microbatches + microbatch].
-struct StepCosts {
-  std::int32_t n_stages = 0;
-  std::int32_t n_microbatches = 0;
-  std::vector<std::int64_t> f_ns;        // forward
-  std::vector<std::int64_t> b_ns;        // full backward (input + weight gradients)
-  std::vector<std::int64_t> i_ns;        // input-gradient backward
-  std::vector<std::int64_t> w_ns;        // weight-gradient backward
-  std::vector<std::int64_t> send_f_ns;   // stage s's output to stage s + 1 (when on another rank)
-  std::vector<std::int64_t> send_b_ns;   // stage s's input gradient to stage s - 1
-  std::vector<std::int64_t> act_bytes;   // activations held from F until backward
-  std::vector<std::int64_t> act_w_bytes; // the part of act_bytes still needed after I, until W
-  std::vector<std::int64_t> static_bytes;    // [rank] weights, gradients, optimizer state
-  std::vector<std::int64_t> capacity_bytes;  // [rank] device memory; 0 = unlimited
-
-  /// Sized for a schedule, all zero.
-  static StepCosts zeros(std::int32_t n_stages, std::int32_t n_microbatches, std::int32_t n_ranks);
-  std::size_t at(std::int32_t stage, std::int32_t mb) const {
-    return static_cast<std::size_t>(stage) * static_cast<std::size_t>(n_microbatches) + static_cast<std::size_t>(mb);
-  }
-};
 
 /// One executed pass or transfer, for timelines.
 struct TimelineEvent {
@@ -90,9 +69,9 @@ class Workspace {
 /// Plays the schedule. The schedule must be valid (schedule::find_problem finds nothing);
 /// costs must be sized for it. Runs in O(actions * log(ranks)). Uses this thread's own
 /// workspace (thread-safe: threads never share one).
-Result simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options = {});
+Result simulate(const schedule::Schedule& schedule, const cost::StepCosts& costs, const Options& options = {});
 /// The same with a workspace of the caller's.
-Result simulate(const schedule::Schedule& schedule, const StepCosts& costs, const Options& options,
+Result simulate(const schedule::Schedule& schedule, const cost::StepCosts& costs, const Options& options,
                 Workspace& workspace);
 
 }  // namespace pipeweaver::semu
