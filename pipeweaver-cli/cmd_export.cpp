@@ -127,7 +127,8 @@ void register_export(common::CliApp& cli) {
   cmd->add_option("--cluster", s.cluster_path, "Cluster spec (JSON): chrome-trace, svg and generated schedules");
   cmd->add_option("--trace", s.trace_path, "Batch trace (JSON Lines): chrome-trace, svg and generated schedules");
   cmd->add_option("--batch", args->batch, "Batch index in the trace (0-based)")->capture_default_str();
-  cmd->add_option("--microbatches", s.microbatches, "Generated schedules: microbatches (default 4 x ranks)")
+  cmd->add_option("--microbatches", s.microbatches,
+                  "Generated schedules: split the batch into this many microbatches (default: token-budget packing)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--chunks-per-rank", s.chunks_per_rank,
                   "Generated schedules: chunks per rank (default 1; interleaved: 2)")

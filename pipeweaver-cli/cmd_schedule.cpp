@@ -46,23 +46,8 @@ void run_schedule(const ScheduleArgs& a) {
     if (!gen)
       throw common::UsageError("--kind " + a.kind + ": unknown schedule",
                                "give one of: " + schedule::generator_names() + ", pipeweaver");
-    if (!gen->interleaved && a.chunks > 1)
-      throw common::UsageError(std::string("--chunks ") + std::to_string(a.chunks) + ": " + gen->name +
-                                   " runs one chunk per rank",
-                               "use interleaved-1f1b for several chunks per rank");
-    const cost::Device device = cost::Device::from(in.cluster.device, in.profile ? &*in.profile : nullptr);
-    const search::BaselinePlan plan = search::plan_baselines(in.model, in.cluster, device, in.options, in.batches,
-                                                             a.chunks > 0 ? a.chunks : 2, 0);
-    if (a.microbatches > 0) {
-      if (gen->interleaved && a.microbatches % p != 0)
-        throw common::UsageError(std::string(gen->name) + " needs the microbatch count to be a multiple of the " +
-                                     std::to_string(p) + " ranks, got --microbatches " + std::to_string(a.microbatches),
-                                 "use a multiple of " + std::to_string(p));
-      s = gen->make(p, a.microbatches, gen->interleaved ? plan.interleaved : plan.one_per_rank);
-      s.microbatch_samples = cost::pack_contiguous(in.model, batch, a.microbatches);
-    } else {
-      s = search::baseline_schedule(plan, *gen, in.model, batch);
-    }
+    check_generator_flags(*gen, "--chunks", a.chunks, a.microbatches, p);
+    s = search::baseline_schedule(baseline_plan(in, *gen, a.chunks, 0), *gen, in.model, batch, a.microbatches);
   }
   common::write_file_atomic(a.output, schedule::to_json(s).dump(1) + "\n");
   if (a.output != "-")

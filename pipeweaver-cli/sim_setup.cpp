@@ -1,10 +1,10 @@
 #include "sim_setup.hpp"
 
 #include <filesystem>
-#include <set>
 
 #include "common/errors.hpp"
 #include "schedule/generators.hpp"
+#include "search/packing.hpp"
 #include "spec/trace.hpp"
 
 namespace pipeweaver::cli {
@@ -16,14 +16,16 @@ void add_sim_options(CLI::App* cmd, SimArgs& a) {
   cmd->add_option("--schedule", a.schedule,
                   "A schedule JSON file, or a generator: " + schedule::generator_names() + " (any case)")
       ->required();
-  cmd->add_option("--microbatches", a.microbatches, "Generated schedules: microbatches (default 4 x ranks)")
+  cmd->add_option("--microbatches", a.microbatches,
+                  "Generated schedules: split the batch in order into this many microbatches of about equal LLM "
+                  "tokens (default: token-budget packing, as the search's baselines)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--chunks-per-rank", a.chunks_per_rank,
                   "Generated schedules: chunks (virtual stages) per rank (default 1; interleaved: 2)")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--token-budget", a.token_budget,
                   "Generated schedules: pack samples in order into microbatches of at most this many LLM tokens "
-                  "(instead of --microbatches)")
+                  "(default: the trace's mean tokens per batch / (4 x ranks), as the search's baselines)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   cmd->add_option("--device-profile", a.profile_path,
                   "Device profile (JSON, from `profile`): its efficiency curves replace the cluster's constants");
@@ -56,6 +58,25 @@ bool looks_like_file(const std::string& s) {
 
 }  // namespace
 
+void check_generator_flags(const schedule::GeneratorInfo& gen, const char* chunks_flag, std::int32_t chunks,
+                           std::int32_t microbatches, std::int32_t n_ranks) {
+  if (!gen.interleaved && chunks > 1)
+    throw common::UsageError(std::string(chunks_flag) + " " + std::to_string(chunks) + ": " + gen.name +
+                                 " runs one chunk per rank",
+                             "use interleaved-1f1b for several chunks per rank");
+  if (gen.interleaved && microbatches > 0 && microbatches % n_ranks != 0)
+    throw common::UsageError(std::string(gen.name) + " needs the microbatch count to be a multiple of the " +
+                                 std::to_string(n_ranks) + " ranks, got --microbatches " + std::to_string(microbatches),
+                             "use a multiple of " + std::to_string(n_ranks));
+}
+
+search::BaselinePlan baseline_plan(const SimInputs& in, const schedule::GeneratorInfo& gen, std::int32_t chunks,
+                                   std::int64_t token_budget) {
+  const cost::Device device = cost::Device::from(in.cluster.device, in.profile ? &*in.profile : nullptr);
+  return search::plan_baselines(in.model, in.cluster, device, in.options, in.batches,
+                                chunks > 0 ? chunks : (gen.interleaved ? 2 : 1), token_budget);
+}
+
 ScheduleSource::ScheduleSource(const SimArgs& args, const SimInputs& in) : args_(args), in_(in) {
   const std::int32_t p = static_cast<std::int32_t>(in.cluster.pipeline_size);
   generator_ = schedule::find_generator(args.schedule);
@@ -64,19 +85,15 @@ ScheduleSource::ScheduleSource(const SimArgs& args, const SimInputs& in) : args_
                                  schedule::generator_names() + ")",
                              "give a schedule JSON file or one of: " + schedule::generator_names());
   if (generator_) {
-    const std::int32_t v = args.chunks_per_rank > 0 ? args.chunks_per_rank : (generator_->interleaved ? 2 : 1);
-    if (!generator_->interleaved && v != 1)
-      throw common::UsageError(std::string("--chunks-per-rank ") + std::to_string(v) + ": " + generator_->name +
-                                   " runs one chunk per rank",
-                               "use interleaved-1f1b for several chunks per rank");
     if (args.token_budget > 0 && args.microbatches > 0)
       throw common::UsageError("--token-budget and --microbatches both set", "give one of them");
-    layout_ = cost::balanced_chunks(in.model, in.batches, p * v);
-    schedule::Schedule probe;
-    probe.n_ranks = p;
-    probe.chunks = layout_;
-    for (std::size_t c = 0; c < probe.chunks.size(); ++c) probe.chunks[c].rank = static_cast<std::int32_t>(c % static_cast<std::size_t>(p));
-    chunks_ = cost::resolve_chunks(in.model, probe, common::Where("(generated schedule)"), args.model_path);
+    check_generator_flags(*generator_, "--chunks-per-rank", args.chunks_per_rank, args.microbatches, p);
+    plan_ = baseline_plan(in, *generator_, args.chunks_per_rank, args.token_budget);
+    schedule::Schedule layout;
+    layout.n_ranks = p;
+    layout.chunks = generator_->interleaved ? plan_.interleaved : plan_.one_per_rank;
+    chunks_ = cost::resolve_chunks(in.model, layout, common::Where("(generated schedule)"), args.model_path);
+    const auto v = static_cast<std::int32_t>(layout.chunks.size()) / p;
     label_ = std::string(generator_->name) + " (" + std::to_string(v) + " chunk" + (v == 1 ? "" : "s") + " per rank)";
     return;
   }
@@ -92,53 +109,9 @@ ScheduleSource::ScheduleSource(const SimArgs& args, const SimInputs& in) : args_
 }
 
 schedule::Schedule ScheduleSource::make(const spec::Batch& batch) const {
-  const std::int32_t p = static_cast<std::int32_t>(in_.cluster.pipeline_size);
-  if (!generator_) {
-    schedule::Schedule s = *file_schedule_;
-    const common::Where where(args_.schedule);
-    const std::size_t n = batch.samples.size();
-    if (s.microbatch_samples.empty()) {
-      s.microbatch_samples = cost::pack_contiguous(in_.model, batch, s.n_microbatches);
-      return s;
-    }
-    std::vector<int> seen(n, -1);
-    for (std::size_t mb = 0; mb < s.microbatch_samples.size(); ++mb)
-      for (std::size_t j = 0; j < s.microbatch_samples[mb].size(); ++j) {
-        const std::int32_t i = s.microbatch_samples[mb][j];
-        const std::string ptr = "/microbatch_samples/" + std::to_string(mb) + "/" + std::to_string(j);
-        if (static_cast<std::size_t>(i) >= n)
-          throw common::InputError::message(where.with_pointer(ptr), "sample " + std::to_string(i) +
-                                                                          " does not exist (batch " +
-                                                                          std::to_string(batch.index) + " has " +
-                                                                          std::to_string(n) + " samples)");
-        if (seen[static_cast<std::size_t>(i)] >= 0)
-          throw common::InputError::message(where.with_pointer(ptr), "sample " + std::to_string(i) +
-                                                                          " is already in microbatch " +
-                                                                          std::to_string(seen[static_cast<std::size_t>(i)]));
-        seen[static_cast<std::size_t>(i)] = static_cast<int>(mb);
-      }
-    for (std::size_t i = 0; i < n; ++i)
-      if (seen[i] < 0)
-        throw common::InputError::message(where.with_pointer("/microbatch_samples"),
-                                          "sample " + std::to_string(i) + " of batch " + std::to_string(batch.index) +
-                                              " is in no microbatch");
-    return s;
-  }
-  std::vector<std::vector<std::int32_t>> packing;
-  if (args_.token_budget > 0) {
-    packing = cost::pack_token_budget(in_.model, batch, args_.token_budget);
-  } else {
-    const std::int32_t m = args_.microbatches > 0 ? args_.microbatches : 4 * p;
-    packing = cost::pack_contiguous(in_.model, batch, m);
-  }
-  const std::int32_t m = static_cast<std::int32_t>(packing.size());
-  if (generator_->interleaved && m % p != 0)
-    throw common::UsageError(std::string(generator_->name) + " needs the microbatch count to be a multiple of the " +
-                                 std::to_string(p) + " ranks, got " + std::to_string(m) +
-                                 (args_.token_budget > 0 ? " from --token-budget" : ""),
-                             "use --microbatches with a multiple of " + std::to_string(p));
-  schedule::Schedule s = generator_->make(p, m, layout_);
-  s.microbatch_samples = std::move(packing);
+  if (generator_) return search::baseline_schedule(plan_, *generator_, in_.model, batch, args_.microbatches);
+  schedule::Schedule s = *file_schedule_;
+  search::assign_samples(s, in_.model, batch, common::Where(args_.schedule));
   return s;
 }
 

@@ -1,5 +1,6 @@
-// Shared by the subcommands that emulate steps (simulate, bench-semu): the input options,
-// loading, and turning --schedule (a file or a generator name) into a costed schedule.
+// Shared by the subcommands that cost and emulate steps (simulate, export, schedule,
+// search): the input options, loading, and turning --schedule (a file or a generator name)
+// into a schedule per batch. A generator gives the search's baseline (search/baselines.hpp).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "cost/device_profile.hpp"
 #include "schedule/generators.hpp"
 #include "schedule/schedule.hpp"
+#include "search/baselines.hpp"
 #include "spec/cluster.hpp"
 #include "spec/model.hpp"
 #include "spec/sample.hpp"
@@ -21,9 +23,9 @@ namespace pipeweaver::cli {
 struct SimArgs {
   std::string model_path, cluster_path, trace_path, profile_path;
   std::string schedule;            // a schedule JSON file or a generator name
-  std::int32_t microbatches = 0;   // generated: 0 = 4 x ranks
+  std::int32_t microbatches = 0;   // generated: > 0 packs the batch into this many microbatches
   std::int32_t chunks_per_rank = 0;  // generated: 0 = 1, or 2 for interleaved generators
-  std::int64_t token_budget = 0;   // generated: > 0 packs samples to this many LLM tokens
+  std::int64_t token_budget = 0;   // generated: LLM tokens per microbatch; 0 = the search's default
   bool no_flash = false;
   bool zero1 = false;
 };
@@ -41,7 +43,20 @@ struct SimInputs {
 };
 SimInputs load_inputs(const SimArgs& args);
 
-/// How --schedule is turned into a schedule for each batch.
+/// A generator's --chunks-per-rank (`chunks_flag`: its name in this command) and
+/// --microbatches checked against the generator and the ranks (UsageError naming the flag).
+void check_generator_flags(const schedule::GeneratorInfo& gen, const char* chunks_flag, std::int32_t chunks,
+                           std::int32_t microbatches, std::int32_t n_ranks);
+
+/// The baselines' static setup as `search` makes it, for generator `gen`: chunks per rank
+/// for interleaved generators (0 = 2), the token budget (0 = automatic).
+search::BaselinePlan baseline_plan(const SimInputs& in, const schedule::GeneratorInfo& gen, std::int32_t chunks,
+                                   std::int64_t token_budget);
+
+/// How --schedule is turned into a schedule for each batch: a file's schedule (its own
+/// microbatches, or the batch split in order into its count), or a generator's baseline
+/// exactly as `search` builds it (its static partition and token-budget packing, or
+/// --microbatches of about equal LLM tokens).
 class ScheduleSource {
  public:
   ScheduleSource(const SimArgs& args, const SimInputs& in);
@@ -56,7 +71,7 @@ class ScheduleSource {
   const SimInputs& in_;
   const schedule::GeneratorInfo* generator_ = nullptr;
   std::optional<schedule::Schedule> file_schedule_;
-  std::vector<schedule::Chunk> layout_;  // generated: the layer partition
+  search::BaselinePlan plan_;  // generated
   std::vector<cost::ChunkInfo> chunks_;
   std::string label_;
 };

@@ -11,10 +11,12 @@
 #include "cost/device_profile.hpp"
 #include "export/chrome_trace.hpp"
 #include "schedule/generators.hpp"
+#include "search/packing.hpp"
 #include "semu/reference.hpp"
 #include "semu/result_cache.hpp"
 #include "spec/mix.hpp"
 #include "spec/trace_gen.hpp"
+#include "layout_test_util.hpp"
 #include "spec_test_util.hpp"
 
 using namespace pipeweaver;
@@ -58,7 +60,7 @@ std::vector<spec::Batch> make_trace(const std::string& mix_file, const spec::Mod
 }
 
 schedule::Schedule with_packing(schedule::Schedule s, const spec::ModelSpec& model, const spec::Batch& b) {
-  s.microbatch_samples = cost::pack_contiguous(model, b, s.n_microbatches);
+  s.microbatch_samples = search::pack_contiguous(model, b, s.n_microbatches);
   return s;
 }
 
@@ -189,10 +191,10 @@ TEST_CASE("pipeweaver cost: packers keep sample order and cover the batch", "[un
   const spec::ModelSpec model = spec::load_model(config("models/llava-7b.json"));
   spec::Batch b;
   for (int t : {100, 300, 50, 700, 200, 200, 900, 10}) b.samples.push_back(spec::Sample{t, {}, {}, {}, -1});
-  const auto budget = cost::pack_token_budget(model, b, 600);
+  const auto budget = search::pack_token_budget(model, b, 600);
   CHECK(budget == std::vector<std::vector<std::int32_t>>{{0, 1, 2}, {3}, {4, 5}, {6}, {7}});
   const std::int32_t n = GENERATE(1, 2, 3, 5, 8);
-  const auto even = cost::pack_contiguous(model, b, n);
+  const auto even = search::pack_contiguous(model, b, n);
   REQUIRE(even.size() == static_cast<std::size_t>(n));
   std::int32_t next = 0;
   for (const auto& mb : even) {
@@ -200,7 +202,7 @@ TEST_CASE("pipeweaver cost: packers keep sample order and cover the batch", "[un
     for (const auto i : mb) CHECK(i == next++);
   }
   CHECK(next == 8);
-  CHECK_THROWS_AS(cost::pack_contiguous(model, b, 9), common::UsageError);
+  CHECK_THROWS_AS(search::pack_contiguous(model, b, 9), common::UsageError);
 }
 
 TEST_CASE("pipeweaver cost: reuse on and off agree bit for bit on every batch of a trace", "[unit]") {
@@ -217,7 +219,7 @@ TEST_CASE("pipeweaver cost: reuse on and off agree bit for bit on every batch of
   const spec::ClusterSpec cluster = spec::load_cluster(config(c.cluster));
   const auto batches = make_trace(config(c.mix), model, 12, 7);
   const auto p = static_cast<std::int32_t>(cluster.pipeline_size);
-  const auto layout = cost::balanced_chunks(model, batches, 2 * p);
+  const auto layout = pwtest::balanced_chunks(model, batches, 2 * p);
   const schedule::Schedule base = schedule::interleaved_1f1b(p, 2 * p, layout);
   const auto chunks = cost::resolve_chunks(model, base, common::Where("gen"), "");
   cost::CostModel on(model, cluster), off(model, cluster);
@@ -271,7 +273,7 @@ TEST_CASE("pipeweaver cost: reuse is exact on V-shaped placements, reused output
   schedule::Schedule base;
   base.n_ranks = p;
   base.n_microbatches = m;
-  base.chunks = cost::balanced_chunks(model, batches, 2 * p);
+  base.chunks = pwtest::balanced_chunks(model, batches, 2 * p);
   base.rank_actions.resize(static_cast<std::size_t>(p));
   for (std::int32_t st = 0; st < 2 * p; ++st) base.chunks[static_cast<std::size_t>(st)].rank = st < p ? st : 2 * p - 1 - st;
   for (std::int32_t r = 0; r < p; ++r) {
@@ -333,7 +335,7 @@ TEST_CASE("pipeweaver cost: a chunk's own recomputation flag costs that chunk as
   schedule::Schedule base;
   base.n_ranks = p;
   base.n_microbatches = 6;
-  base.chunks = cost::balanced_chunks(model, batches, 2 * p);
+  base.chunks = pwtest::balanced_chunks(model, batches, 2 * p);
   for (std::int32_t st = 0; st < 2 * p; ++st) base.chunks[static_cast<std::size_t>(st)].rank = st % p;
   cost::CostOptions everywhere;
   everywhere.recompute = true;
@@ -388,7 +390,7 @@ TEST_CASE("pipeweaver cost: microbatch loads into a reused vector equal fresh on
   const auto batches = make_trace(config("mixes/audio-image.json"), model, 3, 5);
   std::vector<cost::ModuleLoad> reused;
   for (const spec::Batch& b : batches)
-    for (const auto& samples : cost::pack_contiguous(model, b, 8)) {
+    for (const auto& samples : search::pack_contiguous(model, b, 8)) {
       cost::microbatch_loads(model, b, samples, reused);
       REQUIRE(reused == cost::microbatch_loads(model, b, samples));
     }
@@ -453,7 +455,7 @@ TEST_CASE("pipeweaver export: the Chrome trace has paired flows, named tracks an
   const spec::ModelSpec model = spec::load_model(config("models/llava-7b.json"));
   const spec::ClusterSpec cluster = spec::load_cluster(config("clusters/h100-80g-8x.json"));
   const auto batches = make_trace(config("mixes/llava-instruct.json"), model, 1, 3);
-  const auto layout = cost::balanced_chunks(model, batches, 8);
+  const auto layout = pwtest::balanced_chunks(model, batches, 8);
   const schedule::Schedule s = with_packing(schedule::interleaved_1f1b(4, 8, layout), model, batches[0]);
   const auto chunks = cost::resolve_chunks(model, s, common::Where("gen"), "");
   cost::CostModel cm(model, cluster);

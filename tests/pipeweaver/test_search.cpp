@@ -9,10 +9,12 @@
 
 #include "schedule/generators.hpp"
 #include "search/baselines.hpp"
+#include "search/packing.hpp"
 #include "search/partition.hpp"
 #include "search/weave.hpp"
 #include "spec/cluster.hpp"
 #include "spec/model.hpp"
+#include "layout_test_util.hpp"
 #include "spec_test_util.hpp"
 #include "test_support.hpp"
 
@@ -252,7 +254,7 @@ TEST_CASE("pipeweaver balance_ranks lowers the busiest rank until no single laye
 
 TEST_CASE("pipeweaver recomputation flags: set for a mode and read back", "[unit]") {
   Fixture f;
-  std::vector<schedule::Chunk> chunks = cost::balanced_chunks(f.model, std::vector<spec::Batch>{llava_batch(8, 1)}, 8);
+  std::vector<schedule::Chunk> chunks = pwtest::balanced_chunks(f.model, std::vector<spec::Batch>{llava_batch(8, 1)}, 8);
   CHECK(search::recompute_of(chunks, f.model) == search::Recompute::none);
   for (const search::Recompute r : {search::Recompute::encoders, search::Recompute::all, search::Recompute::none}) {
     search::set_recompute(chunks, f.model, r);
@@ -327,7 +329,7 @@ TEST_CASE("pipeweaver balanced packing puts every sample in exactly one of m non
     }
     return worst;
   };
-  CHECK(flops(search::pack_balanced(f.model, b, 8)) <= flops(cost::pack_contiguous(f.model, b, 8)));
+  CHECK(flops(search::pack_balanced(f.model, b, 8)) <= flops(search::pack_contiguous(f.model, b, 8)));
   // Balancing the sum alone (largest first into the lightest): the heaviest microbatch is at
   // most the mean plus the heaviest sample.
   double sum = 0, biggest = 0;

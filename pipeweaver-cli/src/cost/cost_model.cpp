@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <set>
 
 #include "common/errors.hpp"
 
@@ -628,107 +627,6 @@ void CostModel::step_costs(const schedule::Schedule& s, std::span<const ChunkInf
     costs.static_bytes[r] = static_bytes(costs.static_bytes[r], dt, cluster_.data_parallel_size, options_);
     costs.capacity_bytes[r] = static_cast<std::int64_t>(cluster_.device.memory_bytes);
   }
-}
-
-// ---- packing and partition ---------------------------------------------------------------------
-
-std::vector<std::vector<std::int32_t>> pack_token_budget(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                         std::int64_t token_budget) {
-  std::vector<std::vector<std::int32_t>> out;
-  std::int64_t used = 0;
-  for (std::size_t i = 0; i < batch.samples.size(); ++i) {
-    const std::int64_t t = model.llm_tokens(batch.samples[i]);
-    if (out.empty() || (used + t > token_budget && !out.back().empty())) {
-      out.emplace_back();
-      used = 0;
-    }
-    out.back().push_back(static_cast<std::int32_t>(i));
-    used += t;
-  }
-  return out;
-}
-
-std::vector<std::vector<std::int32_t>> pack_contiguous(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                       std::int32_t n) {
-  const std::size_t n_samples = batch.samples.size();
-  if (n < 1 || static_cast<std::size_t>(n) > n_samples)
-    throw common::UsageError("cannot pack " + std::to_string(n_samples) + " samples into " + std::to_string(n) +
-                                 " non-empty microbatches",
-                             "ask for at most " + std::to_string(n_samples) + " microbatches");
-  std::vector<double> tokens(n_samples);
-  double total = 0;
-  for (std::size_t i = 0; i < n_samples; ++i) total += tokens[i] = static_cast<double>(model.llm_tokens(batch.samples[i]));
-  std::vector<std::vector<std::int32_t>> out(static_cast<std::size_t>(n));
-  std::size_t i = 0;
-  double cum = 0;
-  for (std::int32_t mb = 0; mb < n; ++mb) {
-    const double target = total * static_cast<double>(mb + 1) / static_cast<double>(n);
-    const std::size_t must_leave = static_cast<std::size_t>(n - mb - 1);
-    auto& group = out[static_cast<std::size_t>(mb)];
-    while (i + must_leave < n_samples && (group.empty() || mb + 1 == n || cum + tokens[i] / 2 <= target)) {
-      group.push_back(static_cast<std::int32_t>(i));
-      cum += tokens[i++];
-    }
-  }
-  return out;
-}
-
-std::vector<schedule::Chunk> balanced_chunks(const spec::ModelSpec& model, std::span<const spec::Batch> batches,
-                                             std::int32_t n_chunks) {
-  std::vector<int> order;  // encoders in model order, then the LLM
-  for (std::size_t m = 0; m < model.modules.size(); ++m)
-    if (model.modules[m].kind == ModuleKind::encoder) order.push_back(static_cast<int>(m));
-  order.push_back(model.llm_index);
-  std::int64_t total_layers = 0;
-  for (const int m : order) total_layers += model.modules[static_cast<std::size_t>(m)].layers;
-  if (n_chunks < static_cast<std::int32_t>(order.size()) || n_chunks > total_layers)
-    throw common::UsageError("cannot cut " + model.name + " into " + std::to_string(n_chunks) + " chunks",
-                             "a chunk is a layer range of one module: between " + std::to_string(order.size()) +
-                                 " (one per encoder and the LLM) and " + std::to_string(total_layers) +
-                                 " chunks (ranks x chunks per rank)");
-  // Forward FLOPs per module over the batches (projectors fold into their encoder).
-  std::vector<double> weight(model.modules.size(), 0.0);
-  for (const spec::Batch& b : batches)
-    for (const spec::Sample& smp : b.samples) {
-      const spec::SampleShape shape = model.shape(smp);
-      weight[static_cast<std::size_t>(model.llm_index)] += model.llm().forward_flops(shape.llm_tokens);
-      for (const auto& p : shape.encoder_passes)
-        weight[static_cast<std::size_t>(p.module)] +=
-            static_cast<double>(p.count) * model.modules[static_cast<std::size_t>(p.module)].forward_flops(p.seq_len);
-    }
-  bool any = false;
-  for (const int m : order) any = any || weight[static_cast<std::size_t>(m)] > 0;
-  if (!any)
-    for (const int m : order) weight[static_cast<std::size_t>(m)] = static_cast<double>(model.modules[static_cast<std::size_t>(m)].params());
-  // One chunk each, then each further chunk to the module with the heaviest chunks.
-  std::vector<std::int32_t> count(order.size(), 1);
-  for (std::int32_t extra = n_chunks - static_cast<std::int32_t>(order.size()); extra > 0; --extra) {
-    std::size_t best = order.size();
-    double best_load = -1;
-    for (std::size_t j = 0; j < order.size(); ++j) {
-      const Module& m = model.modules[static_cast<std::size_t>(order[j])];
-      if (count[j] >= m.layers) continue;
-      const double load = weight[static_cast<std::size_t>(order[j])] / count[j];
-      if (load > best_load) {
-        best_load = load;
-        best = j;
-      }
-    }
-    PWPI_CHECK(best < order.size());
-    ++count[best];
-  }
-  std::vector<schedule::Chunk> out;
-  for (std::size_t j = 0; j < order.size(); ++j) {
-    const Module& m = model.modules[static_cast<std::size_t>(order[j])];
-    const std::int32_t layers = static_cast<std::int32_t>(m.layers), c = count[j];
-    std::int32_t begin = 0;
-    for (std::int32_t k = 0; k < c; ++k) {
-      const std::int32_t n = layers / c + (k < layers % c ? 1 : 0);
-      out.push_back({m.name, begin, begin + n, 0});
-      begin += n;
-    }
-  }
-  return out;
 }
 
 }  // namespace pipeweaver::cost

@@ -220,20 +220,4 @@ class CostModel {
   Plan plan_;
 };
 
-/// Samples packed in order into microbatches of at most `token_budget` LLM tokens (a sample
-/// longer than the budget gets a microbatch of its own): what a user's packer does.
-std::vector<std::vector<std::int32_t>> pack_token_budget(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                         std::int64_t token_budget);
-/// Samples split in order into exactly `n` non-empty microbatches of about equal LLM tokens.
-/// InputError-free: throws UsageError when the batch has fewer than n samples.
-std::vector<std::vector<std::int32_t>> pack_contiguous(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                       std::int32_t n);
-
-/// Layers cut into `n_chunks` chunks in pipeline order — each encoder (projectors folded),
-/// then the LLM — chunks per module in proportion to its forward FLOPs over `batches`
-/// (at least one each), layers split evenly inside a module. UsageError when n_chunks is
-/// below the number of modules with layers or above the total layer count.
-std::vector<schedule::Chunk> balanced_chunks(const spec::ModelSpec& model, std::span<const spec::Batch> batches,
-                                             std::int32_t n_chunks);
-
 }  // namespace pipeweaver::cost

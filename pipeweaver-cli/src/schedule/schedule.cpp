@@ -254,4 +254,29 @@ Schedule load_schedule(const std::string& path) {
   return schedule_from_json(common::json_root(doc, path));
 }
 
+void check_microbatch_samples(const Schedule& s, std::size_t n_samples, std::int64_t batch_index,
+                              const common::Where& where) {
+  std::vector<int> seen(n_samples, -1);
+  for (std::size_t mb = 0; mb < s.microbatch_samples.size(); ++mb)
+    for (std::size_t j = 0; j < s.microbatch_samples[mb].size(); ++j) {
+      const std::int32_t i = s.microbatch_samples[mb][j];
+      const std::string ptr = "/microbatch_samples/" + std::to_string(mb) + "/" + std::to_string(j);
+      if (static_cast<std::size_t>(i) >= n_samples)
+        throw common::InputError::message(where.with_pointer(ptr), "sample " + std::to_string(i) +
+                                                                        " does not exist (batch " +
+                                                                        std::to_string(batch_index) + " has " +
+                                                                        std::to_string(n_samples) + " samples)");
+      if (seen[static_cast<std::size_t>(i)] >= 0)
+        throw common::InputError::message(where.with_pointer(ptr), "sample " + std::to_string(i) +
+                                                                        " is already in microbatch " +
+                                                                        std::to_string(seen[static_cast<std::size_t>(i)]));
+      seen[static_cast<std::size_t>(i)] = static_cast<int>(mb);
+    }
+  for (std::size_t i = 0; i < n_samples; ++i)
+    if (seen[i] < 0)
+      throw common::InputError::message(where.with_pointer("/microbatch_samples"),
+                                        "sample " + std::to_string(i) + " of batch " + std::to_string(batch_index) +
+                                            " is in no microbatch");
+}
+
 }  // namespace pipeweaver::schedule

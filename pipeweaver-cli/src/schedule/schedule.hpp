@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/errors.hpp"
 #include "common/json_io.hpp"
 #include "schedule/action.hpp"
 
@@ -60,5 +61,11 @@ common::Json to_json(const Schedule& schedule);
 /// Reads and validates a schedule; problems raise InputError naming the file and pointer.
 Schedule schedule_from_json(const common::JsonView& root);
 Schedule load_schedule(const std::string& path);
+
+/// Checks that microbatch_samples holds every sample of a batch of `n_samples` samples
+/// (batch `batch_index` of its trace) exactly once. Problems raise InputError at `where`
+/// (the schedule's file) with the entry's JSON pointer.
+void check_microbatch_samples(const Schedule& s, std::size_t n_samples, std::int64_t batch_index,
+                              const common::Where& where);
 
 }  // namespace pipeweaver::schedule

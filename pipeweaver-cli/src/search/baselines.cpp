@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/errors.hpp"
+#include "search/packing.hpp"
 #include "search/partition.hpp"
 
 namespace pipeweaver::search {
@@ -42,55 +43,21 @@ std::vector<const schedule::GeneratorInfo*> baseline_generators() {
 
 std::vector<std::vector<std::int32_t>> baseline_packing(const BaselinePlan& plan, const spec::ModelSpec& model,
                                                         const spec::Batch& batch, bool multiple_of_ranks) {
-  std::vector<std::vector<std::int32_t>> mbs = cost::pack_token_budget(model, batch, plan.token_budget);
-  if (!multiple_of_ranks) return mbs;
-  const auto p = static_cast<std::size_t>(plan.n_ranks);
-  const auto tokens = [&](const std::vector<std::int32_t>& mb) {
-    std::int64_t t = 0;
-    for (const std::int32_t i : mb) t += model.llm_tokens(batch.samples[static_cast<std::size_t>(i)]);
-    return t;
-  };
-  while (mbs.size() % p != 0) {
-    std::size_t best = mbs.size();
-    std::int64_t best_t = -1;
-    for (std::size_t j = 0; j < mbs.size(); ++j)
-      if (mbs[j].size() > 1 && tokens(mbs[j]) > best_t) {
-        best_t = tokens(mbs[j]);
-        best = j;
-      }
-    if (best < mbs.size()) {  // split it in two halves of about equal tokens, keeping sample order
-      std::vector<std::int32_t>& mb = mbs[best];
-      std::int64_t acc = 0;
-      std::size_t cut = 1;
-      for (std::size_t k = 0; k + 1 < mb.size(); ++k) {
-        acc += model.llm_tokens(batch.samples[static_cast<std::size_t>(mb[k])]);
-        cut = k + 1;
-        if (2 * acc >= best_t) break;
-      }
-      std::vector<std::int32_t> tail(mb.begin() + static_cast<std::ptrdiff_t>(cut), mb.end());
-      mb.resize(cut);
-      mbs.insert(mbs.begin() + static_cast<std::ptrdiff_t>(best) + 1, std::move(tail));
-      continue;
-    }
-    if (mbs.size() < p) break;  // too few samples: the generator reports it
-    std::size_t j = 0;          // merge the lightest neighbouring pair
-    std::int64_t lightest = -1;
-    for (std::size_t k = 0; k + 1 < mbs.size(); ++k) {
-      const std::int64_t t = tokens(mbs[k]) + tokens(mbs[k + 1]);
-      if (lightest < 0 || t < lightest) {
-        lightest = t;
-        j = k;
-      }
-    }
-    mbs[j].insert(mbs[j].end(), mbs[j + 1].begin(), mbs[j + 1].end());
-    mbs.erase(mbs.begin() + static_cast<std::ptrdiff_t>(j) + 1);
-  }
+  std::vector<std::vector<std::int32_t>> mbs = pack_token_budget(model, batch, plan.token_budget);
+  if (multiple_of_ranks) make_count_multiple(mbs, model, batch, plan.n_ranks);
   return mbs;
 }
 
 schedule::Schedule baseline_schedule(const BaselinePlan& plan, const schedule::GeneratorInfo& gen,
-                                     const spec::ModelSpec& model, const spec::Batch& batch) {
-  std::vector<std::vector<std::int32_t>> packing = baseline_packing(plan, model, batch, gen.interleaved);
+                                     const spec::ModelSpec& model, const spec::Batch& batch,
+                                     std::int32_t microbatches) {
+  if (microbatches > 0 && gen.interleaved && microbatches % plan.n_ranks != 0)
+    throw common::UsageError(std::string(gen.name) + " needs the microbatch count to be a multiple of the " +
+                                 std::to_string(plan.n_ranks) + " ranks, got " + std::to_string(microbatches),
+                             "use a multiple of " + std::to_string(plan.n_ranks));
+  std::vector<std::vector<std::int32_t>> packing = microbatches > 0
+                                                       ? pack_contiguous(model, batch, microbatches)
+                                                       : baseline_packing(plan, model, batch, gen.interleaved);
   const auto m = static_cast<std::int32_t>(packing.size());
   if (gen.interleaved && m % plan.n_ranks != 0)
     throw common::UsageError("batch " + std::to_string(batch.index) + " has too few samples (" +

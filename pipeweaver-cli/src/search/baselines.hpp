@@ -40,14 +40,17 @@ BaselinePlan plan_baselines(const spec::ModelSpec& model, const spec::ClusterSpe
 std::vector<const schedule::GeneratorInfo*> baseline_generators();
 
 /// Token-budget packing; for an interleaved generator the microbatch count is then made a
-/// multiple of p (as Megatron-LM requires) by splitting the microbatch with the most LLM
-/// tokens (or, when no microbatch can be split, merging the two smallest neighbours).
+/// multiple of p (as Megatron-LM requires) by make_count_multiple.
 std::vector<std::vector<std::int32_t>> baseline_packing(const BaselinePlan& plan, const spec::ModelSpec& model,
                                                         const spec::Batch& batch, bool multiple_of_ranks);
 
-/// The baseline schedule of `gen` for `batch` (validated by the generator's tests;
-/// microbatch_samples set).
+/// The baseline schedule of `gen` for `batch`: the plan's static partition (one chunk per
+/// rank, or the interleaved one) and baseline_packing, or with `microbatches` > 0 that many
+/// microbatches of about equal LLM tokens (pack_contiguous). Validated by the generator's
+/// tests; microbatch_samples set. UsageError when an interleaved generator cannot get a
+/// multiple of the ranks' count of microbatches.
 schedule::Schedule baseline_schedule(const BaselinePlan& plan, const schedule::GeneratorInfo& gen,
-                                     const spec::ModelSpec& model, const spec::Batch& batch);
+                                     const spec::ModelSpec& model, const spec::Batch& batch,
+                                     std::int32_t microbatches = 0);
 
 }  // namespace pipeweaver::search

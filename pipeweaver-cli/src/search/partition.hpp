@@ -74,16 +74,4 @@ void balance_ranks(const spec::ModelSpec& model, std::span<const ModuleWeights> 
 std::vector<double> chunk_weights(const spec::ModelSpec& model, std::span<const ModuleWeights> weights,
                                   std::span<const schedule::Chunk> chunks);
 
-/// The microbatches of `packing` reordered by their forward FLOPs (all modules summed),
-/// heaviest or lightest first; equal ones keep their order.
-std::vector<std::vector<std::int32_t>> order_by_work(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                     std::vector<std::vector<std::int32_t>> packing,
-                                                     bool heaviest_first);
-
-/// Samples into exactly `m` non-empty microbatches balancing every module's forward FLOPs
-/// at once (or, `total_only`, their sum) (largest sample first into the microbatch whose most loaded module stays
-/// lowest relative to its share). UsageError when the batch has fewer than m samples.
-std::vector<std::vector<std::int32_t>> pack_balanced(const spec::ModelSpec& model, const spec::Batch& batch,
-                                                     std::int32_t m, bool total_only = false);
-
 }  // namespace pipeweaver::search

@@ -7,6 +7,7 @@
 
 #include "common/errors.hpp"
 #include "common/timer.hpp"
+#include "search/packing.hpp"
 #include "search/partition.hpp"
 #include "search/weave.hpp"
 
