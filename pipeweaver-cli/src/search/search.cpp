@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <array>
 #include <map>
-#include <set>
 
 #include "common/errors.hpp"
 #include "common/timer.hpp"
@@ -59,6 +59,17 @@ struct Searcher::Candidate {
   WeavePolicy policy;
   Recompute recompute = Recompute::none;  // encoders / all: set on every chunk; none: the chunks' own flags
   const schedule::Schedule* fixed = nullptr;  // a baseline's own schedule instead of weaving
+
+  // Appends the pass order and the packing to the description.
+  void finish_detail();
+};
+
+// What level 2 scored: the candidates, the same before their descriptions were finished
+// (what variations start from), and their evaluations.
+struct Searcher::Level {
+  std::vector<Candidate> level;
+  std::vector<Candidate> structural;
+  std::vector<Evaluated> scored;
 };
 
 namespace {
@@ -99,6 +110,14 @@ bool better(const Evaluated& a, std::size_t ia, const Evaluated& b, std::size_t 
   return ia < ib;
 }
 
+// Indices of `v`, best first (stable).
+std::vector<std::size_t> ranked(const std::vector<Evaluated>& v) {
+  std::vector<std::size_t> order(v.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return better(v[a], a, v[b], b); });
+  return order;
+}
+
 std::size_t best_index(const std::vector<Evaluated>& v) {
   std::size_t best = 0;
   for (std::size_t i = 1; i < v.size(); ++i)
@@ -106,7 +125,102 @@ std::size_t best_index(const std::vector<Evaluated>& v) {
   return best;
 }
 
+// The pass orders tried: the first on every layout, all of them on the best layouts.
+constexpr std::array<WeavePolicy, 4> kPolicies = {{{true, ForwardOrder::breadth, 0, false},
+                                                   {true, ForwardOrder::depth, 0, false},
+                                                   {false, ForwardOrder::breadth, 0, false},
+                                                   {true, ForwardOrder::breadth, 0, true}}};
+
+// A layout (chunks placed on ranks) and its predicted step time, before SEMU.
+struct Structure {
+  std::vector<schedule::Chunk> chunks;
+  std::string text;
+  double predicted = 0;
+};
+
+// Levels 1 and 2 without SEMU: every module order x chunks per module x placement (each
+// also re-balanced per rank), pre-ranked by the busiest rank's share of this batch's work
+// plus a fill/drain estimate for `n_microbatches`; the best 12.
+std::vector<Structure> ranked_structures(const spec::ModelSpec& model, const cost::Device& device,
+                                         const cost::CostOptions& cost_options, const spec::Batch& batch,
+                                         std::int32_t p, std::int32_t max_v, std::size_t n_microbatches) {
+  std::vector<Structure> structures;
+  const spec::Batch* one = &batch;
+  // This batch's per-layer weights, costed once; each module order only permutes them.
+  const std::vector<ModuleWeights> costed =
+      module_weights(model, device, cost_options, std::span(one, 1), default_module_order(model));
+  for (const std::vector<int>& order : module_orders(model)) {
+    std::vector<ModuleWeights> w;
+    for (const int mi : order)
+      w.push_back(*std::find_if(costed.begin(), costed.end(), [&](const ModuleWeights& m) { return m.module == mi; }));
+    // Per module: its share of V = p .. max_v p chunks, and whole laps of the ranks.
+    std::vector<std::vector<std::int32_t>> options(w.size());
+    for (std::int32_t v = 1; v <= max_v; ++v) {
+      std::int64_t layers = 0;
+      for (const ModuleWeights& mw : w) layers += static_cast<std::int64_t>(mw.w.size());
+      if (p * v > layers) break;
+      const std::vector<std::int32_t> c = chunk_counts(model, w, p * v);
+      for (std::size_t j = 0; j < w.size(); ++j) options[j].push_back(c[j]);
+    }
+    for (std::size_t j = 0; j < w.size(); ++j) {
+      const auto L = static_cast<std::int32_t>(w[j].w.size());
+      for (const std::int32_t k : {p / 2, p, 2 * p, 3 * p, 4 * p})
+        if (k >= 1 && k <= L) options[j].push_back(k);
+      std::sort(options[j].begin(), options[j].end());
+      options[j].erase(std::unique(options[j].begin(), options[j].end()), options[j].end());
+    }
+    std::vector<std::size_t> pick(w.size(), 0);
+    while (true) {
+      std::vector<std::int32_t> counts(w.size());
+      std::int32_t total = 0;
+      for (std::size_t j = 0; j < w.size(); ++j) total += counts[j] = options[j][pick[j]];
+      if (total >= p && total <= max_v * p) {
+        const std::vector<schedule::Chunk> cut = balanced_partition(model, w, counts);
+        for (const Placement pl : {Placement::looped, Placement::vshape})
+          for (const bool rebalance : {false, true}) {
+          if (total <= p && pl == Placement::vshape) continue;
+          Structure st;
+          st.chunks = cut;
+          place(st.chunks, p, pl);
+          if (rebalance) {  // the same chunks re-balanced per rank (a rank's chunks together)
+            const std::vector<schedule::Chunk> plain = st.chunks;
+            balance_ranks(model, w, st.chunks, p);
+            if (st.chunks == plain) continue;
+          }
+          const std::vector<double> cw = chunk_weights(model, w, st.chunks);
+          std::vector<double> per_rank(static_cast<std::size_t>(p), 0.0);
+          double sum = 0;
+          for (std::size_t c = 0; c < cw.size(); ++c) {
+            per_rank[static_cast<std::size_t>(st.chunks[c].rank)] += cw[c];
+            sum += cw[c];
+          }
+          // The busiest rank, plus the fill/drain estimate of a pipeline of `total` chunks.
+          const double busiest = *std::max_element(per_rank.begin(), per_rank.end());
+          st.predicted = busiest + sum / static_cast<double>(total) / static_cast<double>(n_microbatches) *
+                                       static_cast<double>(p - 1);
+          st.text = layout_text(st.chunks, pl) + (rebalance ? ", balanced per rank" : "");
+          structures.push_back(std::move(st));
+        }
+      }
+      std::size_t j = 0;
+      for (; j < w.size(); ++j) {
+        if (++pick[j] < options[j].size()) break;
+        pick[j] = 0;
+      }
+      if (j == w.size()) break;
+    }
+  }
+  std::stable_sort(structures.begin(), structures.end(),
+                   [](const Structure& a, const Structure& b) { return a.predicted < b.predicted; });
+  if (structures.size() > 12) structures.resize(12);
+  return structures;
+}
+
 }  // namespace
+
+void Searcher::Candidate::finish_detail() {
+  detail += ", " + policy_text(policy) + ", balanced packing (" + std::to_string(packing.size()) + " microbatches)";
+}
 
 Searcher::Searcher(const spec::ModelSpec& model, const spec::ClusterSpec& cluster, cost::CostOptions options,
                    const cost::DeviceProfile* profile, std::span<const spec::Batch> trace, SearchOptions search)
@@ -306,14 +420,8 @@ std::vector<Searcher::Candidate> Searcher::tuning_moves(const Candidate& seed, c
   return out;
 }
 
-BatchResult Searcher::search(const spec::Batch& batch) {
-  common::Stopwatch watch;
-  BatchResult out;
-  out.batch = batch.index;
-  const auto p = static_cast<std::int32_t>(cluster_.pipeline_size);
-  const std::int64_t before = stats_.candidates;
-
-  // The baselines, with full recomputation where they do not fit without it.
+// The baselines, with recomputation where they do not fit without it.
+void Searcher::score_baselines(const spec::Batch& batch, BatchResult& out) {
   const auto gens = baseline_generators();
   std::vector<schedule::Schedule> base_sched;
   for (const auto* g : gens) base_sched.push_back(baseline_schedule(plan_, *g, model_, batch));
@@ -344,211 +452,95 @@ BatchResult Searcher::search(const spec::Batch& batch) {
     }
   }
   out.best_baseline = best_index(out.baselines);
+}
 
-  // Everything scored for this batch: the baselines (charged a partition change) first.
-  std::vector<Evaluated> pool;
-  for (const Evaluated& b : out.baselines) {
-    Evaluated e = b;
-    e.detail = "= " + b.method + " (" + b.detail + ")";
-    e.method = "pipeweaver";
-    if (opt_.charge_switch) e.switch_ns = switch_ns(previous_, e.schedule.chunks);
-    pool.push_back(std::move(e));
-  }
-
-  // Levels 1 and 2: module order x chunks per module x placement, scored first with one pass
-  // order on the interleaved baseline's microbatch count; the structures are pre-ranked by
-  // the busiest rank's share of the work (cheap), and the best few go to SEMU.
-  std::set<std::int32_t> ms;
-  for (const auto& s : base_sched) ms.insert(s.n_microbatches);
-  ms.erase(ms.begin(), std::prev(ms.end()));  // the interleaved baseline's count (the largest)
-  std::vector<std::vector<std::vector<std::int32_t>>> packings;
-  // Smaller microbatches too (twice as many): less activation memory each and a shorter
-  // fill and drain, against more per-microbatch overhead; SEMU decides.
-  const std::int32_t m_main = *ms.rbegin();
-  if (static_cast<std::size_t>(2 * m_main) <= batch.samples.size()) ms.insert(2 * m_main);
-  for (const std::int32_t m : ms) packings.push_back(pack_balanced(model_, batch, m));
-  const auto& main_packing = packings[static_cast<std::size_t>(std::distance(ms.begin(), ms.find(m_main)))];
-  const cost::Device device = cost::Device::from(cluster_.device, profile_);
-  const std::vector<WeavePolicy> policies = {{true, ForwardOrder::breadth, 0, false},
-                                             {true, ForwardOrder::depth, 0, false},
-                                             {false, ForwardOrder::breadth, 0, false},
-                                             {true, ForwardOrder::breadth, 0, true}};
-  struct Structure {
-    std::vector<schedule::Chunk> chunks;
-    std::string text;
-    double predicted = 0;
-  };
-  std::vector<Structure> structures;
-  const spec::Batch* one = &batch;
-  const std::int32_t max_v = std::max(1, opt_.max_chunks_per_rank);
-  // This batch's per-layer weights, costed once; each module order only permutes them.
-  const std::vector<ModuleWeights> costed =
-      module_weights(model_, device, options_, std::span(one, 1), default_module_order(model_));
-  for (const std::vector<int>& order : module_orders(model_)) {
-    std::vector<ModuleWeights> w;
-    for (const int mi : order)
-      w.push_back(*std::find_if(costed.begin(), costed.end(), [&](const ModuleWeights& m) { return m.module == mi; }));
-    // Per module: its share of V = p .. max_v p chunks, and whole laps of the ranks.
-    std::vector<std::vector<std::int32_t>> options(w.size());
-    for (std::int32_t v = 1; v <= max_v; ++v) {
-      std::int64_t layers = 0;
-      for (const ModuleWeights& mw : w) layers += static_cast<std::int64_t>(mw.w.size());
-      if (p * v > layers) break;
-      const std::vector<std::int32_t> c = chunk_counts(model_, w, p * v);
-      for (std::size_t j = 0; j < w.size(); ++j) options[j].push_back(c[j]);
-    }
-    for (std::size_t j = 0; j < w.size(); ++j) {
-      const auto L = static_cast<std::int32_t>(w[j].w.size());
-      for (const std::int32_t k : {p / 2, p, 2 * p, 3 * p, 4 * p})
-        if (k >= 1 && k <= L) options[j].push_back(k);
-      std::sort(options[j].begin(), options[j].end());
-      options[j].erase(std::unique(options[j].begin(), options[j].end()), options[j].end());
-    }
-    std::vector<std::size_t> pick(w.size(), 0);
-    while (true) {
-      std::vector<std::int32_t> counts(w.size());
-      std::int32_t total = 0;
-      for (std::size_t j = 0; j < w.size(); ++j) total += counts[j] = options[j][pick[j]];
-      if (total >= p && total <= max_v * p) {
-        const std::vector<schedule::Chunk> cut = balanced_partition(model_, w, counts);
-        for (const Placement pl : {Placement::looped, Placement::vshape})
-          for (const bool rebalance : {false, true}) {
-          if (total <= p && pl == Placement::vshape) continue;
-          Structure st;
-          st.chunks = cut;
-          place(st.chunks, p, pl);
-          if (rebalance) {  // the same chunks re-balanced per rank (a rank's chunks together)
-            const std::vector<schedule::Chunk> plain = st.chunks;
-            balance_ranks(model_, w, st.chunks, p);
-            if (st.chunks == plain) continue;
-          }
-          const std::vector<double> cw = chunk_weights(model_, w, st.chunks);
-          std::vector<double> per_rank(static_cast<std::size_t>(p), 0.0);
-          double sum = 0;
-          for (std::size_t c = 0; c < cw.size(); ++c) {
-            per_rank[static_cast<std::size_t>(st.chunks[c].rank)] += cw[c];
-            sum += cw[c];
-          }
-          // The busiest rank, plus the fill/drain estimate of a pipeline of `total` chunks.
-          const double busiest = *std::max_element(per_rank.begin(), per_rank.end());
-          st.predicted = busiest + sum / static_cast<double>(total) / static_cast<double>(main_packing.size()) *
-                                       static_cast<double>(p - 1);
-          st.text = layout_text(st.chunks, pl) + (rebalance ? ", balanced per rank" : "");
-          structures.push_back(std::move(st));
-        }
-      }
-      std::size_t j = 0;
-      for (; j < w.size(); ++j) {
-        if (++pick[j] < options[j].size()) break;
-        pick[j] = 0;
-      }
-      if (j == w.size()) break;
-    }
-  }
-  std::stable_sort(structures.begin(), structures.end(),
-                   [](const Structure& a, const Structure& b) { return a.predicted < b.predicted; });
-  if (structures.size() > 12) structures.resize(12);
-  std::vector<Candidate> level;
-  for (const Structure& st : structures) {
-    Candidate c;
-    c.chunks = st.chunks;
-    c.packing = main_packing;
-    c.policy = policies[0];
-    c.detail = st.text;
-    level.push_back(std::move(c));
-  }
-  if (!previous_.empty()) {
-    Candidate c;
-    c.chunks = previous_;
-    c.packing = main_packing;
-    c.policy = policies[0];
-    c.detail = "previous batch's layout (" + std::to_string(previous_.size()) + " chunks)";
-    level.push_back(std::move(c));
-  }
-  const auto finish_detail = [](Candidate& c) {
-    c.detail += ", " + policy_text(c.policy) + ", balanced packing (" + std::to_string(c.packing.size()) + " microbatches)";
-  };
-  std::vector<Candidate> structural = level;
-  for (Candidate& c : level) finish_detail(c);
-  std::vector<Evaluated> scored = evaluate_all(level, batch);
-  if (opt_.allow_recompute && std::none_of(scored.begin(), scored.end(), [](const Evaluated& e) { return e.fits(); })) {
+// Level 2 in SEMU: the layouts with the first pass order on the main packing; when none
+// fits, the same recomputing the encoders' activations, or all, or none on the second
+// (smaller microbatches) packing.
+Searcher::Level Searcher::score_layouts(std::vector<Candidate> layouts, const std::vector<Packing>& packings,
+                                        const spec::Batch& batch) {
+  Level lv;
+  lv.level = std::move(layouts);
+  lv.structural = lv.level;
+  for (Candidate& c : lv.level) c.finish_detail();
+  lv.scored = evaluate_all(lv.level, batch);
+  if (opt_.allow_recompute && std::none_of(lv.scored.begin(), lv.scored.end(), [](const Evaluated& e) { return e.fits(); })) {
     // Nothing fits: the same structures recomputing the encoders' activations, or all, or
     // none on twice as many (smaller) microbatches.
-    const std::size_t n = level.size();
+    const std::size_t n = lv.level.size();
     for (std::size_t i = 0; i < n; ++i)
       for (const Recompute rc : {Recompute::encoders, Recompute::none}) {
-        Candidate c = structural[i];
+        Candidate c = lv.structural[i];
         if (rc == Recompute::none) c.packing = packings.back();
         c.recompute = rc;
-        structural.push_back(c);
-        finish_detail(c);
-        level.push_back(std::move(c));
+        lv.structural.push_back(c);
+        c.finish_detail();
+        lv.level.push_back(std::move(c));
       }
     for (std::size_t i = 0; i < n; ++i) {
-      level[i].recompute = Recompute::all;
-      structural[i].recompute = Recompute::all;
+      lv.level[i].recompute = Recompute::all;
+      lv.structural[i].recompute = Recompute::all;
     }
-    scored = evaluate_all(level, batch);
+    lv.scored = evaluate_all(lv.level, batch);
   }
-  // Pass orders and packings on the best four structures.
-  {
-    std::vector<std::size_t> top(scored.size());
-    for (std::size_t i = 0; i < top.size(); ++i) top[i] = i;
-    std::stable_sort(top.begin(), top.end(), [&](std::size_t a, std::size_t b) { return better(scored[a], a, scored[b], b); });
-    std::vector<Candidate> more;
-    // The best three of each recomputation mode (they trade memory for time differently).
-    std::vector<std::size_t> chosen;
-    for (const Recompute rc : {Recompute::none, Recompute::encoders, Recompute::all}) {
-      std::size_t taken = 0;
-      for (const std::size_t i : top)
-        if (taken < 3 && level[i].recompute == rc && scored[i].fits()) {
-          chosen.push_back(i);
-          ++taken;
-        }
-    }
-    if (chosen.empty() && !top.empty()) chosen.push_back(top[0]);
-    // Each packing balanced on the modules' summed FLOPs instead, and as packed with its
-    // heaviest or its lightest microbatches first (a long video's microbatch early fills
-    // the pipeline behind it, late it drains alone).
-    std::vector<std::pair<std::vector<std::vector<std::int32_t>>, const char*>> orders;
-    for (const auto& pk : packings)
-      orders.emplace_back(pack_balanced(model_, batch, static_cast<std::int32_t>(pk.size()), true), ", total-balanced");
-    for (const auto& pk : packings) {
-      orders.emplace_back(pk, "");
-      orders.emplace_back(order_by_work(model_, batch, pk, true), ", heaviest first");
-      orders.emplace_back(order_by_work(model_, batch, pk, false), ", lightest first");
-    }
-    for (const std::size_t t : chosen) {
-      const Candidate& src = level[t];
-      for (const WeavePolicy& pol : policies)
-        for (const auto& [pk, order_text] : orders) {
-          if (pk == src.packing && pol.split_backward == src.policy.split_backward && pol.forward == src.policy.forward &&
-              pol.w_bounded_by_memory == src.policy.w_bounded_by_memory)
-            continue;
-          Candidate c = structural[t];
-          c.policy = pol;
-          c.packing = pk;
-          c.recompute = src.recompute;
-          finish_detail(c);
-          c.detail += order_text;
-          more.push_back(std::move(c));
-        }
-    }
-    std::vector<Evaluated> r = evaluate_all(more, batch);
-    for (std::size_t i = 0; i < more.size(); ++i) {
-      level.push_back(std::move(more[i]));
-      scored.push_back(std::move(r[i]));
-    }
-  }
-  for (std::size_t i = 0; i < scored.size(); ++i)
-    if (opt_.charge_switch) scored[i].switch_ns = switch_ns(previous_, scored[i].schedule.chunks);
+  return lv;
+}
 
-  // Level 3: tuning from the best few distinct layouts that fit, and from the best few that
-  // do not fit without recomputation (tuning switches it on where memory runs out).
-  std::vector<std::size_t> order(scored.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return better(scored[a], a, scored[b], b); });
+// Level 2's pass orders and packings on the best layouts.
+void Searcher::vary_orders(Level& lv, const std::vector<Packing>& packings, const spec::Batch& batch) {
+  const std::vector<std::size_t> top = ranked(lv.scored);
+  std::vector<Candidate> more;
+  // The best three of each recomputation mode (they trade memory for time differently).
+  std::vector<std::size_t> chosen;
+  for (const Recompute rc : {Recompute::none, Recompute::encoders, Recompute::all}) {
+    std::size_t taken = 0;
+    for (const std::size_t i : top)
+      if (taken < 3 && lv.level[i].recompute == rc && lv.scored[i].fits()) {
+        chosen.push_back(i);
+        ++taken;
+      }
+  }
+  if (chosen.empty() && !top.empty()) chosen.push_back(top[0]);
+  // Each packing balanced on the modules' summed FLOPs instead, and as packed with its
+  // heaviest or its lightest microbatches first (a long video's microbatch early fills
+  // the pipeline behind it, late it drains alone).
+  std::vector<std::pair<Packing, const char*>> orders;
+  for (const auto& pk : packings)
+    orders.emplace_back(pack_balanced(model_, batch, static_cast<std::int32_t>(pk.size()), true), ", total-balanced");
+  for (const auto& pk : packings) {
+    orders.emplace_back(pk, "");
+    orders.emplace_back(order_by_work(model_, batch, pk, true), ", heaviest first");
+    orders.emplace_back(order_by_work(model_, batch, pk, false), ", lightest first");
+  }
+  for (const std::size_t t : chosen) {
+    const Candidate& src = lv.level[t];
+    for (const WeavePolicy& pol : kPolicies)
+      for (const auto& [pk, order_text] : orders) {
+        if (pk == src.packing && pol.split_backward == src.policy.split_backward && pol.forward == src.policy.forward &&
+            pol.w_bounded_by_memory == src.policy.w_bounded_by_memory)
+          continue;
+        Candidate c = lv.structural[t];
+        c.policy = pol;
+        c.packing = pk;
+        c.recompute = src.recompute;
+        c.finish_detail();
+        c.detail += order_text;
+        more.push_back(std::move(c));
+      }
+  }
+  std::vector<Evaluated> r = evaluate_all(more, batch);
+  for (std::size_t i = 0; i < more.size(); ++i) {
+    lv.level.push_back(std::move(more[i]));
+    lv.scored.push_back(std::move(r[i]));
+  }
+}
+
+// Level 3: tuning from the best few distinct layouts that fit, and from the best few that
+// do not fit without recomputation (tuning switches it on where memory runs out). Returns
+// each seed's last improvement.
+std::vector<Evaluated> Searcher::tune(const Level& lv, const spec::Batch& batch, const common::Stopwatch& watch,
+                                      bool& budget_hit) {
+  const std::vector<std::size_t> order = ranked(lv.scored);
   struct Seed {
     Candidate cand;
     Evaluated eval;
@@ -569,18 +561,18 @@ BatchResult Searcher::search(const spec::Batch& batch) {
   };
   std::vector<std::size_t> by_excess = order;
   std::stable_sort(by_excess.begin(), by_excess.end(),
-                   [&](std::size_t a, std::size_t b) { return excess(scored[a]) < excess(scored[b]); });
+                   [&](std::size_t a, std::size_t b) { return excess(lv.scored[a]) < excess(lv.scored[b]); });
   std::vector<Seed> seeds;
   for (const bool fitting : {true, false}) {
     std::size_t taken = 0;
     for (const std::size_t i : fitting ? order : by_excess) {
       if (taken == (fitting ? 2u : 1u)) break;
-      if (scored[i].fits() != fitting || (!fitting && !opt_.allow_recompute)) continue;
+      if (lv.scored[i].fits() != fitting || (!fitting && !opt_.allow_recompute)) continue;
       bool dup = false;
-      for (const Seed& s : seeds) dup = dup || s.cand.chunks == scored[i].schedule.chunks;
+      for (const Seed& s : seeds) dup = dup || s.cand.chunks == lv.scored[i].schedule.chunks;
       if (dup) continue;
-      Seed s{level[i], scored[i], false};
-      s.cand.chunks = scored[i].schedule.chunks;  // with the recomputation flags evaluated
+      Seed s{lv.level[i], lv.scored[i], false};
+      s.cand.chunks = lv.scored[i].schedule.chunks;  // with the recomputation flags evaluated
       s.cand.recompute = Recompute::none;
       seeds.push_back(std::move(s));
       ++taken;
@@ -588,7 +580,7 @@ BatchResult Searcher::search(const spec::Batch& batch) {
   }
   for (std::int32_t round = 0; round < opt_.tune_rounds; ++round) {
     if (watch.elapsed_ms() >= opt_.time_budget_ms) {
-      out.budget_hit = true;
+      budget_hit = true;
       break;
     }
     std::vector<Candidate> moves;
@@ -624,8 +616,67 @@ BatchResult Searcher::search(const spec::Batch& batch) {
     }
     if (!any) break;
   }
-  for (Seed& s : seeds) pool.push_back(std::move(s.eval));
-  for (Evaluated& e : scored) pool.push_back(std::move(e));
+  std::vector<Evaluated> out;
+  for (Seed& s : seeds) out.push_back(std::move(s.eval));
+  return out;
+}
+
+BatchResult Searcher::search(const spec::Batch& batch) {
+  common::Stopwatch watch;
+  BatchResult out;
+  out.batch = batch.index;
+  const std::int64_t before = stats_.candidates;
+
+  score_baselines(batch, out);
+  // Everything scored for this batch: the baselines (charged a partition change) first.
+  std::vector<Evaluated> pool;
+  for (const Evaluated& b : out.baselines) {
+    Evaluated e = b;
+    e.detail = "= " + b.method + " (" + b.detail + ")";
+    e.method = "pipeweaver";
+    if (opt_.charge_switch) e.switch_ns = switch_ns(previous_, e.schedule.chunks);
+    pool.push_back(std::move(e));
+  }
+
+  // Levels 1 and 2: module order x chunks per module x placement, scored first with one pass
+  // order on the interleaved baseline's microbatch count (the largest); the structures are
+  // pre-ranked by the busiest rank's share of the work (cheap), and the best few go to SEMU.
+  std::int32_t m_main = 0;
+  for (const Evaluated& b : out.baselines) m_main = std::max(m_main, b.schedule.n_microbatches);
+  std::vector<Packing> packings;
+  packings.push_back(pack_balanced(model_, batch, m_main));
+  // Smaller microbatches too (twice as many): less activation memory each and a shorter
+  // fill and drain, against more per-microbatch overhead; SEMU decides.
+  if (static_cast<std::size_t>(2 * m_main) <= batch.samples.size()) packings.push_back(pack_balanced(model_, batch, 2 * m_main));
+  const auto& main_packing = packings.front();
+  const std::vector<Structure> structures =
+      ranked_structures(model_, cost::Device::from(cluster_.device, profile_), options_, batch,
+                        static_cast<std::int32_t>(cluster_.pipeline_size), std::max(1, opt_.max_chunks_per_rank),
+                        main_packing.size());
+  std::vector<Candidate> layouts;
+  for (const Structure& st : structures) {
+    Candidate c;
+    c.chunks = st.chunks;
+    c.packing = main_packing;
+    c.policy = kPolicies[0];
+    c.detail = st.text;
+    layouts.push_back(std::move(c));
+  }
+  if (!previous_.empty()) {
+    Candidate c;
+    c.chunks = previous_;
+    c.packing = main_packing;
+    c.policy = kPolicies[0];
+    c.detail = "previous batch's layout (" + std::to_string(previous_.size()) + " chunks)";
+    layouts.push_back(std::move(c));
+  }
+  Level lv = score_layouts(std::move(layouts), packings, batch);
+  vary_orders(lv, packings, batch);
+  for (std::size_t i = 0; i < lv.scored.size(); ++i)
+    if (opt_.charge_switch) lv.scored[i].switch_ns = switch_ns(previous_, lv.scored[i].schedule.chunks);
+
+  for (Evaluated& e : tune(lv, batch, watch, out.budget_hit)) pool.push_back(std::move(e));
+  for (Evaluated& e : lv.scored) pool.push_back(std::move(e));
   out.best = pool[best_index(pool)];
   out.best.method = "pipeweaver";
   previous_ = out.best.schedule.chunks;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/thread_pool.hpp"
+#include "common/timer.hpp"
 #include "cost/cost_model.hpp"
 #include "cost/device_profile.hpp"
 #include "schedule/schedule.hpp"
@@ -117,8 +118,16 @@ class Searcher {
  private:
   struct Worker;
   struct Candidate;
+  struct Level;
+  using Packing = std::vector<std::vector<std::int32_t>>;  // [microbatch] -> samples
   std::vector<Evaluated> evaluate_all(std::vector<Candidate>& cands, const spec::Batch& batch);
   Evaluated evaluate(Worker& w, Candidate& c, const spec::Batch& batch);
+  // The levels of search(), in order.
+  void score_baselines(const spec::Batch& batch, BatchResult& out);
+  Level score_layouts(std::vector<Candidate> layouts, const std::vector<Packing>& packings, const spec::Batch& batch);
+  void vary_orders(Level& lv, const std::vector<Packing>& packings, const spec::Batch& batch);
+  std::vector<Evaluated> tune(const Level& lv, const spec::Batch& batch, const common::Stopwatch& watch,
+                              bool& budget_hit);
   std::vector<Candidate> tuning_moves(const Candidate& seed, const Evaluated& eval) const;
 
   const spec::ModelSpec& model_;
