@@ -95,18 +95,10 @@ void run_export(const ExportArgs& a) {
     exporting::write_chrome_trace(a.output, exporting::chrome_trace(p.schedule, p.costs, p.result, info));
     return;
   }
-  exporting::TimelineStyle style;
-  for (const spec::Module& m : in.model.modules) {
-    switch (m.kind) {
-      case spec::ModuleKind::encoder: style.module_family[m.name] = m.input == spec::EncoderInput::mel ? "audio" : "vision"; break;
-      case spec::ModuleKind::projector: style.module_family[m.name] = "projector"; break;
-      case spec::ModuleKind::llm: style.module_family[m.name] = "llm"; break;
-    }
-  }
   std::vector<exporting::TimelinePanel> panels;
   for (const Played& p : played) panels.push_back({p.label, &p.schedule, &p.result});
   const std::string heading = where + " (" + std::to_string(batch.samples.size()) + " samples)";
-  common::write_file_atomic(a.output, exporting::timeline_svg(panels, heading, style));
+  common::write_file_atomic(a.output, exporting::timeline_svg(panels, heading, exporting::TimelineStyle::of(in.model)));
 }
 
 }  // namespace

@@ -48,13 +48,6 @@ std::vector<std::string> write_batch_report(const std::string& dir, const SimInp
     exporting::write_chrome_trace(path, exporting::chrome_trace(s.e->schedule, searcher.costs_of(*s.e, batch), s.timeline, info));
     files.push_back(path);
   }
-  // Module kinds for the colours: encoders by their modality, projectors, the LLM.
-  exporting::TimelineStyle style;
-  for (const spec::Module& m : in.model.modules) {
-    std::string family = m.kind == spec::ModuleKind::llm ? "llm" : m.kind == spec::ModuleKind::projector ? "projector" : "vision";
-    if (m.kind == spec::ModuleKind::encoder && m.input == spec::EncoderInput::mel) family = "audio";
-    style.module_family[m.name] = family;
-  }
   const std::vector<exporting::TimelinePanel> panels = {
       {"PipeWeaver" + (r.best.switch_ns > 0 ? " (+ " + ms_text(r.best.switch_ns) + " moving layers)" : std::string()) +
            ": " + brief(r.best.detail, 70),
@@ -66,7 +59,7 @@ std::vector<std::string> write_batch_report(const std::string& dir, const SimInp
   heading << in.model.name << " on " << in.cluster.name << ", batch " << batch.index << " (" << batch.samples.size()
           << " samples): PipeWeaver " << std::fixed << std::setprecision(2) << speedup << "x faster than " << base.method;
   const std::string svg = stem + ".svg";
-  common::write_file_atomic(svg, exporting::timeline_svg(panels, heading.str(), style));
+  common::write_file_atomic(svg, exporting::timeline_svg(panels, heading.str(), exporting::TimelineStyle::of(in.model)));
   files.insert(files.begin(), svg);
   return files;
 }

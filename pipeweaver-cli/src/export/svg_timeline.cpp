@@ -174,6 +174,18 @@ const char* pass_name(Op op) {
 
 }  // namespace
 
+TimelineStyle TimelineStyle::of(const spec::ModelSpec& model) {
+  TimelineStyle style;
+  for (const spec::Module& m : model.modules) {
+    switch (m.kind) {
+      case spec::ModuleKind::encoder: style.module_family[m.name] = m.input == spec::EncoderInput::mel ? "audio" : "vision"; break;
+      case spec::ModuleKind::projector: style.module_family[m.name] = "projector"; break;
+      case spec::ModuleKind::llm: style.module_family[m.name] = "llm"; break;
+    }
+  }
+  return style;
+}
+
 std::string timeline_svg(std::span<const TimelinePanel> panels, const std::string& heading, const TimelineStyle& style) {
   // Modules in order of first appearance, their colours, and the passes present.
   std::vector<std::string> modules;

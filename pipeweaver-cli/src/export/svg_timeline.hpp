@@ -13,6 +13,7 @@
 
 #include "schedule/schedule.hpp"
 #include "semu/semu.hpp"
+#include "spec/model.hpp"
 
 namespace pipeweaver::exporting {
 
@@ -27,6 +28,10 @@ struct TimelineStyle {
   /// listed are guessed from their names ("vis", "vit", "audio", "whisper", "proj", "llm", ...)
   /// and otherwise take a palette colour by hash of the name.
   std::map<std::string, std::string> module_family;
+
+  /// Every module of `model` by its kind: encoders by their input (mel: "audio", else
+  /// "vision"), projectors, the LLM.
+  static TimelineStyle of(const spec::ModelSpec& model);
 };
 
 /// The SVG document: a heading line, then the panels (title, step time and bubble ratio,
