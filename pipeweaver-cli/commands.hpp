@@ -8,7 +8,6 @@ namespace pipeweaver::cli {
 void register_gen_trace(common::CliApp& cli);
 void register_profile(common::CliApp& cli);
 void register_simulate(common::CliApp& cli);
-void register_bench_semu(common::CliApp& cli);
 void register_search(common::CliApp& cli);
 void register_schedule(common::CliApp& cli);
 void register_export(common::CliApp& cli);
@@ -20,7 +19,6 @@ inline void register_commands(common::CliApp& cli) {
   register_search(cli);
   register_schedule(cli);
   register_export(cli);
-  register_bench_semu(cli);
 }
 
 }  // namespace pipeweaver::cli

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# SEMU and cost-model throughput (issue 3): simulated actions per second on a 16-rank,
+# SEMU and cost-model throughput: simulated actions per second on a 16-rank,
 # 64-microbatch interleaved 1F1B schedule of the ~37B config, with reuse on and off (one
 # step repeated; candidate layer partitions as a search makes them), and the time to cost
 # (and emulate) a whole 100-batch trace with reuse on vs off. What each line measures:
-# pipeweaver-cli/cmd_bench_semu.cpp.
+# tests/pipeweaver/bench_semu.cpp (the benchmark program bench_pipeweaver_semu, built here
+# on demand).
 # Uses only the project's binaries, bash and /usr/bin/time. Times are CPU time of the
 # benchmarking thread (the machine's cores may be shared); run it twice and take the best.
 #
@@ -13,7 +14,10 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
 cli="$build/pipeweaver-cli/pipeweaver-cli"
+bench="$build/tests/pipeweaver/bench_pipeweaver_semu"
 [[ -x "$cli" ]] || { echo "error: $cli not found; build first (scripts/build.sh)" >&2; exit 2; }
+cmake --build "$build" --target bench_pipeweaver_semu > /dev/null 2>&1 || true  # built on demand
+[[ -x "$bench" ]] || { echo "error: $bench not found; build it: cmake --build $build --target bench_pipeweaver_semu" >&2; exit 2; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -27,7 +31,7 @@ timer=()
 [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f "  (wall %e s, user %U s, max RSS %M KiB)")
 
 echo "bench-semu: lmm-37b on h100-80g-16x, interleaved-1f1b, 2 chunks per rank, 64 microbatches"
-"${timer[@]}" "$cli" bench-semu --model "$model" --cluster "$cluster" --trace "$work/trace.jsonl" \
+"${timer[@]}" "$bench" --model "$model" --cluster "$cluster" --trace "$work/trace.jsonl" \
   --schedule interleaved-1f1b --chunks-per-rank 2 --microbatches 64 --min-seconds 1 > "$work/out.json"
 
 # Pull the figures out of the JSON with bash alone (one number per key).

@@ -1,5 +1,11 @@
-// bench-semu (hidden): SEMU and cost-model throughput for scripts/bench-semu.sh.
-// Times are this thread's CPU time (the cores are shared with other work).
+// SEMU and cost-model throughput (a benchmark program, not a test; scripts/bench-semu.sh
+// runs it). Times are this thread's CPU time (the cores are shared with other work).
+//
+//   bench_pipeweaver_semu --model M --cluster C --trace T --schedule GENERATOR|FILE
+//                         [simulate's other options] [--batch I] [--min-seconds S] [--skip-trace]
+//
+// The schedule is made as `pipeweaver-cli simulate` makes it (pipeweaver-cli/sim_setup.cpp,
+// built into this program too): a generator's is the search's baseline.
 // - actions: one batch's step (its schedule and costs), played repeatedly:
 //   semu_only                SEMU alone;
 //   reuse_on                 cost (caches warm: the step was costed before) + SEMU;
@@ -14,21 +20,22 @@
 //   agree exactly.
 #include <ctime>
 #include <iostream>
-#include <memory>
 
-#include "commands.hpp"
+#include <CLI/CLI.hpp>
+
+#include "common/cli.hpp"
 #include "common/errors.hpp"
-#include "common/log.hpp"
-#include "common/timer.hpp"
 #include "semu/result_cache.hpp"
 #include "sim_setup.hpp"
 
-namespace pipeweaver::cli {
+using namespace pipeweaver;
+using pipeweaver::cli::ScheduleSource;
+using pipeweaver::cli::SimInputs;
 
 namespace {
 
 struct BenchArgs {
-  SimArgs sim;
+  cli::SimArgs sim;
   std::int64_t batch = 0;
   double min_seconds = 1.0;
   bool skip_trace = false;
@@ -79,8 +86,8 @@ std::vector<std::vector<schedule::Chunk>> candidate_layouts(const std::vector<sc
 }
 
 void run_bench(const BenchArgs& a) {
-  const SimInputs in = load_inputs(a.sim);
-  const spec::Batch& batch = pick_batch(in, a.sim.trace_path, a.batch);
+  const SimInputs in = cli::load_inputs(a.sim);
+  const spec::Batch& batch = cli::pick_batch(in, a.sim.trace_path, a.batch);
   const ScheduleSource source(a.sim, in);
   const schedule::Schedule s = source.make(batch);
   const cost::DeviceProfile* profile = in.profile ? &*in.profile : nullptr;
@@ -233,14 +240,13 @@ void run_bench(const BenchArgs& a) {
 
 }  // namespace
 
-void register_bench_semu(common::CliApp& cli) {
-  auto args = std::make_shared<BenchArgs>();
-  CLI::App* cmd = cli.add_command("bench-semu", "", [args] { run_bench(*args); });
-  cmd->group("");  // hidden: a benchmark driver for scripts/bench-semu.sh
-  add_sim_options(cmd, args->sim);
-  cmd->add_option("--batch", args->batch, "Batch index for the actions benchmark");
-  cmd->add_option("--min-seconds", args->min_seconds, "Time each actions measurement at least this long");
-  cmd->add_flag("--skip-trace", args->skip_trace, "Only the actions benchmark");
+int main(int argc, char** argv) {
+  BenchArgs a;
+  CLI::App app("SEMU and cost-model throughput on one schedule (scripts/bench-semu.sh)");
+  cli::add_sim_options(&app, a.sim);
+  app.add_option("--batch", a.batch, "Batch index for the actions benchmark");
+  app.add_option("--min-seconds", a.min_seconds, "Time each actions measurement at least this long");
+  app.add_flag("--skip-trace", a.skip_trace, "Only the actions benchmark");
+  CLI11_PARSE(app, argc, argv);
+  return common::run_guarded([&] { run_bench(a); });
 }
-
-}  // namespace pipeweaver::cli
