@@ -59,7 +59,6 @@ TEST_CASE("pipeweaver model: LLaVA-1.5-7B parameter counts match the public figu
   CHECK(static_cast<double>(module(m, "vision").params()) == Approx(0.3035e9).epsilon(0.01));
   CHECK(module(m, "mm_projector").params() == 20'979'712);
   CHECK(static_cast<double>(m.params()) == Approx(7.06e9).epsilon(0.01));
-  CHECK(m.param_bytes() == 2 * m.params());
 }
 
 TEST_CASE("pipeweaver model: the 37B config is a ~5.5B ViT plus a ~32.5B LLM", "[unit]") {

@@ -35,7 +35,6 @@ struct ClusterSpec {
   LinkSpec inter_node;  // e.g. InfiniBand; meaningful when has_inter_node
   bool has_inter_node = false;
 
-  std::int64_t world_size() const { return pipeline_size * data_parallel_size; }
   std::int64_t node_of(std::int64_t rank) const { return rank / ranks_per_node; }
   /// The link a message from pipeline rank `from` to rank `to` uses.
   const LinkSpec& link(std::int64_t from, std::int64_t to) const {

@@ -57,38 +57,6 @@ double Distribution::sample(Rng& rng) const {
   return value;
 }
 
-double Distribution::lowest() const {
-  switch (kind) {
-    case Kind::fixed:
-      return value;
-    case Kind::uniform:
-    case Kind::lognormal:
-      return min;
-    case Kind::choice: {
-      double lo = values.front();
-      for (double v : values) lo = std::min(lo, v);
-      return lo;
-    }
-  }
-  return value;
-}
-
-double Distribution::highest() const {
-  switch (kind) {
-    case Kind::fixed:
-      return value;
-    case Kind::uniform:
-    case Kind::lognormal:
-      return max;
-    case Kind::choice: {
-      double hi = values.front();
-      for (double v : values) hi = std::max(hi, v);
-      return hi;
-    }
-  }
-  return value;
-}
-
 Distribution parse_distribution(const JsonView& v, bool integer, double lo, double hi) {
   Distribution d;
   d.integer = integer;

@@ -30,9 +30,6 @@ struct Distribution {
   /// One draw. Integer distributions return whole numbers.
   double sample(Rng& rng) const;
   std::int64_t sample_int(Rng& rng) const { return static_cast<std::int64_t>(sample(rng)); }
-  /// The smallest and largest values a draw can take.
-  double lowest() const;
-  double highest() const;
 };
 
 /// Parses a distribution whose every possible value must lie in [lo, hi].

@@ -163,7 +163,6 @@ struct ModelSpec {
   /// Index of the module named `name`, or -1.
   int find(const std::string& module_name) const;
   std::int64_t params() const;
-  std::int64_t param_bytes() const { return params() * dtype_bytes; }
 
   /// LLM tokens contributed by one image tile / video frame (special tokens excluded):
   /// patches / (merge * pool). Requires the modality.

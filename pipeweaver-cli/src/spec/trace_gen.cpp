@@ -21,7 +21,7 @@ TokenRules::TokenRules(const MixSpec& mix, const ModelSpec* model)
           w,
           std::string("mix ") + mix.name + " has " + what + " samples but the model has no " + what +
               " modality",
-          std::string("use a model with \"") + what + "\" under \"modalities\", or drop --model");
+          std::string("use a model with \"") + what + "\" under \"modalities\", or draw the trace without a model");
     }
   };
   require(mix.uses_images(), model_->image.present, "image");
