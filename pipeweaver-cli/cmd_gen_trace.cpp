@@ -9,6 +9,7 @@
 #include "common/errors.hpp"
 #include "common/file_io.hpp"
 #include "common/log.hpp"
+#include "format.hpp"
 #include "spec/mix.hpp"
 #include "spec/model.hpp"
 #include "spec/trace.hpp"
@@ -26,12 +27,6 @@ struct GenTraceArgs {
   std::uint64_t seed = 1;
   bool json = false;
 };
-
-std::string fixed(double x, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << x;
-  return s.str();
-}
 
 common::Json summary_json(const GenTraceArgs& args, const spec::MixSpec& mix, const spec::ModelSpec* model,
                           const spec::GeneratedTrace& trace, const spec::TraceSummary& sum) {

@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "common/progress.hpp"
 #include "common/timer.hpp"
+#include "format.hpp"
 #include "report.hpp"
 #include "search/search.hpp"
 #include "sim_setup.hpp"
@@ -35,16 +36,6 @@ struct SearchArgs {
   bool no_recompute = false;
   bool no_switch_cost = false;
 };
-
-double ms(std::int64_t ns) {
-  return static_cast<double>(ns) * 1e-6;
-}
-
-std::string fixed(double x, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << x;
-  return s.str();
-}
 
 struct Series {
   std::vector<double> v;

@@ -10,6 +10,7 @@
 #include "common/timer.hpp"
 #include "common/units.hpp"
 #include "export/chrome_trace.hpp"
+#include "format.hpp"
 #include "semu/result_cache.hpp"
 #include "sim_setup.hpp"
 
@@ -24,16 +25,6 @@ struct SimulateArgs {
   bool json = false;
   bool no_reuse = false;
 };
-
-std::string fixed(double x, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << x;
-  return s.str();
-}
-
-double ms(std::int64_t ns) {
-  return static_cast<double>(ns) * 1e-6;
-}
 
 void run_simulate(const SimulateArgs& a) {
   const SimInputs in = load_inputs(a.sim);
