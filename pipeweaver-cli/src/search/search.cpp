@@ -138,6 +138,45 @@ struct Structure {
   double predicted = 0;
 };
 
+// Per module, the chunk counts tried: its share of V = p .. max_v p chunks in all, and
+// whole laps of the ranks; sorted, each once.
+std::vector<std::vector<std::int32_t>> chunk_count_options(const spec::ModelSpec& model,
+                                                           std::span<const ModuleWeights> w, std::int32_t p,
+                                                           std::int32_t max_v) {
+  std::vector<std::vector<std::int32_t>> options(w.size());
+  for (std::int32_t v = 1; v <= max_v; ++v) {
+    std::int64_t layers = 0;
+    for (const ModuleWeights& mw : w) layers += static_cast<std::int64_t>(mw.w.size());
+    if (p * v > layers) break;
+    const std::vector<std::int32_t> c = chunk_counts(model, w, p * v);
+    for (std::size_t j = 0; j < w.size(); ++j) options[j].push_back(c[j]);
+  }
+  for (std::size_t j = 0; j < w.size(); ++j) {
+    const auto L = static_cast<std::int32_t>(w[j].w.size());
+    for (const std::int32_t k : {p / 2, p, 2 * p, 3 * p, 4 * p})
+      if (k >= 1 && k <= L) options[j].push_back(k);
+    std::sort(options[j].begin(), options[j].end());
+    options[j].erase(std::unique(options[j].begin(), options[j].end()), options[j].end());
+  }
+  return options;
+}
+
+// A layout's predicted step time: the busiest rank's work, plus the fill/drain estimate of
+// a pipeline of `total` chunks over `n_microbatches`.
+double predicted_ns(const spec::ModelSpec& model, std::span<const ModuleWeights> w,
+                    const std::vector<schedule::Chunk>& chunks, std::int32_t p, std::int32_t total,
+                    std::size_t n_microbatches) {
+  const std::vector<double> cw = chunk_weights(model, w, chunks);
+  std::vector<double> per_rank(static_cast<std::size_t>(p), 0.0);
+  double sum = 0;
+  for (std::size_t c = 0; c < cw.size(); ++c) {
+    per_rank[static_cast<std::size_t>(chunks[c].rank)] += cw[c];
+    sum += cw[c];
+  }
+  const double busiest = *std::max_element(per_rank.begin(), per_rank.end());
+  return busiest + sum / static_cast<double>(total) / static_cast<double>(n_microbatches) * static_cast<double>(p - 1);
+}
+
 // Levels 1 and 2 without SEMU: every module order x chunks per module x placement (each
 // also re-balanced per rank), pre-ranked by the busiest rank's share of this batch's work
 // plus a fill/drain estimate for `n_microbatches`; the best 12.
@@ -153,22 +192,7 @@ std::vector<Structure> ranked_structures(const spec::ModelSpec& model, const cos
     std::vector<ModuleWeights> w;
     for (const int mi : order)
       w.push_back(*std::find_if(costed.begin(), costed.end(), [&](const ModuleWeights& m) { return m.module == mi; }));
-    // Per module: its share of V = p .. max_v p chunks, and whole laps of the ranks.
-    std::vector<std::vector<std::int32_t>> options(w.size());
-    for (std::int32_t v = 1; v <= max_v; ++v) {
-      std::int64_t layers = 0;
-      for (const ModuleWeights& mw : w) layers += static_cast<std::int64_t>(mw.w.size());
-      if (p * v > layers) break;
-      const std::vector<std::int32_t> c = chunk_counts(model, w, p * v);
-      for (std::size_t j = 0; j < w.size(); ++j) options[j].push_back(c[j]);
-    }
-    for (std::size_t j = 0; j < w.size(); ++j) {
-      const auto L = static_cast<std::int32_t>(w[j].w.size());
-      for (const std::int32_t k : {p / 2, p, 2 * p, 3 * p, 4 * p})
-        if (k >= 1 && k <= L) options[j].push_back(k);
-      std::sort(options[j].begin(), options[j].end());
-      options[j].erase(std::unique(options[j].begin(), options[j].end()), options[j].end());
-    }
+    const std::vector<std::vector<std::int32_t>> options = chunk_count_options(model, w, p, max_v);
     std::vector<std::size_t> pick(w.size(), 0);
     while (true) {
       std::vector<std::int32_t> counts(w.size());
@@ -178,29 +202,19 @@ std::vector<Structure> ranked_structures(const spec::ModelSpec& model, const cos
         const std::vector<schedule::Chunk> cut = balanced_partition(model, w, counts);
         for (const Placement pl : {Placement::looped, Placement::vshape})
           for (const bool rebalance : {false, true}) {
-          if (total <= p && pl == Placement::vshape) continue;
-          Structure st;
-          st.chunks = cut;
-          place(st.chunks, p, pl);
-          if (rebalance) {  // the same chunks re-balanced per rank (a rank's chunks together)
-            const std::vector<schedule::Chunk> plain = st.chunks;
-            balance_ranks(model, w, st.chunks, p);
-            if (st.chunks == plain) continue;
+            if (total <= p && pl == Placement::vshape) continue;
+            Structure st;
+            st.chunks = cut;
+            place(st.chunks, p, pl);
+            if (rebalance) {  // the same chunks re-balanced per rank (a rank's chunks together)
+              const std::vector<schedule::Chunk> plain = st.chunks;
+              balance_ranks(model, w, st.chunks, p);
+              if (st.chunks == plain) continue;
+            }
+            st.predicted = predicted_ns(model, w, st.chunks, p, total, n_microbatches);
+            st.text = layout_text(st.chunks, pl) + (rebalance ? ", balanced per rank" : "");
+            structures.push_back(std::move(st));
           }
-          const std::vector<double> cw = chunk_weights(model, w, st.chunks);
-          std::vector<double> per_rank(static_cast<std::size_t>(p), 0.0);
-          double sum = 0;
-          for (std::size_t c = 0; c < cw.size(); ++c) {
-            per_rank[static_cast<std::size_t>(st.chunks[c].rank)] += cw[c];
-            sum += cw[c];
-          }
-          // The busiest rank, plus the fill/drain estimate of a pipeline of `total` chunks.
-          const double busiest = *std::max_element(per_rank.begin(), per_rank.end());
-          st.predicted = busiest + sum / static_cast<double>(total) / static_cast<double>(n_microbatches) *
-                                       static_cast<double>(p - 1);
-          st.text = layout_text(st.chunks, pl) + (rebalance ? ", balanced per rank" : "");
-          structures.push_back(std::move(st));
-        }
       }
       std::size_t j = 0;
       for (; j < w.size(); ++j) {
