@@ -39,8 +39,8 @@ inline void check_curve_reproduces(const pipeweaver::cost::EfficiencyCurve& curv
   const auto expected = curve_by_hand(rows, peak);
   REQUIRE(curve.points.size() == expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
-    INFO("point " << i << ": got (" << curve.points[i].first << ", " << curve.points[i].second << "), expected ("
-                  << expected[i].first << ", " << expected[i].second << ")");
+    INFO("point " << i << ": got (" << curve.points[i].first << ", " << curve.points[i].second
+                  << "), expected (" << expected[i].first << ", " << expected[i].second << ")");
     CHECK(curve.points[i].first == Approx(expected[i].first).epsilon(1e-12));
     CHECK(curve.points[i].second == Approx(expected[i].second).epsilon(1e-12));
   }

@@ -25,7 +25,8 @@ def main(argv):
         dry_run = S._simulate_comms_compute
         letters = {S.F: "F", S.B: "B", S.I: "I", S.W: "W"}
     except Exception as e:  # no torch, or a torch without these
-        print(f"torch.distributed.pipelining's schedule functions are not importable ({type(e).__name__}: {e})")
+        why = f"{type(e).__name__}: {e}"
+        print(f"torch.distributed.pipelining's schedule functions are not importable ({why})")
         return 77
     out = {}
     for path, n_microbatches in zip(argv[0::2], argv[1::2]):
@@ -37,12 +38,14 @@ def main(argv):
             stages = 1 + max(a.stage_index for row in actions.values() for a in row if a is not None)
             stage_to_rank = validate(actions, len(actions), stages, int(n_microbatches))
             compute = {r: [a for a in row if a is not None] for r, row in actions.items()}
-            lowered = lower({r: list(row) for r, row in compute.items()}, stage_to_rank=lambda s: stage_to_rank[s], num_stages=stages)
-            dry_run(lowered, stage_to_rank=lambda s: stage_to_rank[s], num_stages=stages)
+            to_rank = stage_to_rank.__getitem__
+            copy = {r: list(row) for r, row in compute.items()}  # the lowering consumes its input
+            lowered = lower(copy, stage_to_rank=to_rank, num_stages=stages)
+            dry_run(lowered, stage_to_rank=to_rank, num_stages=stages)
             out[path] = {
                 "ranks": [
-                    [[a.stage_index, letters.get(a.computation_type, "?"), a.microbatch_index] for a in compute[r]]
-                    for r in sorted(compute)
+                    [[a.stage_index, letters.get(a.computation_type, "?"), a.microbatch_index] for a in row]
+                    for _, row in sorted(compute.items())
                 ]
             }
         except Exception as e:

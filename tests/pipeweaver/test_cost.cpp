@@ -84,7 +84,8 @@ TEST_CASE("pipeweaver cost: a transformer layer's F, I, W by hand", "[unit]") {
   CHECK(c.act_w_bytes == 2 * (2 * 64 + 64 + 256) * 100);
 }
 
-TEST_CASE("pipeweaver cost: a chunk costs its layers, each the same wherever it sits, plus its ends' extras", "[unit]") {
+TEST_CASE("pipeweaver cost: a chunk costs its layers, each the same wherever it sits, plus its ends' extras",
+          "[unit]") {
   // What reuse relies on: step_costs gives an LLM chunk of n layers exactly n x one layer on
   // the microbatch's load, plus the embedding when it holds layer 0 and the head when it
   // holds the last layer, whatever layers [begin, end) it holds; with or without reuse, with
@@ -92,14 +93,15 @@ TEST_CASE("pipeweaver cost: a chunk costs its layers, each the same wherever it 
   const spec::ModelSpec model = spec::load_model(config("models/llava-7b.json"));
   const spec::ClusterSpec cluster = spec::load_cluster(config("clusters/h100-80g-8x.json"));
   spec::Batch b;
-  for (const auto& [text, images] : std::vector<std::pair<int, int>>{{300, 1}, {1000, 0}, {50, 2}, {700, 0}, {20, 1}}) {
+  for (const auto& [text, images] :
+       std::vector<std::pair<int, int>>{{300, 1}, {1000, 0}, {50, 2}, {700, 0}, {20, 1}}) {
     spec::Sample x;
     x.text_tokens = text;
     for (int i = 0; i < images; ++i) x.images.push_back({576, 1});
     b.samples.push_back(x);
   }
-  std::vector<schedule::Chunk> chunks = {
-      {"vision", 0, 24, 0}, {"llm", 0, 4, 1}, {"llm", 4, 8, 2}, {"llm", 8, 16, 3}, {"llm", 16, 24, 4}, {"llm", 24, 32, 5}};
+  std::vector<schedule::Chunk> chunks = {{"vision", 0, 24, 0}, {"llm", 0, 4, 1},   {"llm", 4, 8, 2},
+                                         {"llm", 8, 16, 3},    {"llm", 16, 24, 4}, {"llm", 24, 32, 5}};
   schedule::Schedule s = schedule::gpipe(6, 3, chunks);
   s.chunks[4].recompute = true;
   s.microbatch_samples = {{0, 1}, {2}, {3, 4}};
@@ -119,10 +121,13 @@ TEST_CASE("pipeweaver cost: a chunk costs its layers, each the same wherever it 
       REQUIRE(layer.f_ns > 0);
       for (std::int32_t st = 1; st < 6; ++st) {
         const schedule::Chunk& ch = s.chunks[static_cast<std::size_t>(st)];
-        INFO("reuse " << reuse << ", microbatch " << mb << ", llm layers [" << ch.layer_begin << ", " << ch.layer_end << ")");
-        cost::PassCost want = (ch.recompute ? cost::layer_cost(d, llm, load, model.dtype_bytes, recomputing) : layer)
-                                  .scaled(ch.layer_end - ch.layer_begin);
-        want += cost::extras_cost(d, llm, load, model.dtype_bytes, ch.layer_begin == 0, ch.layer_end == llm.layers);
+        INFO("reuse " << reuse << ", microbatch " << mb << ", llm layers [" << ch.layer_begin << ", "
+                      << ch.layer_end << ")");
+        cost::PassCost want =
+            (ch.recompute ? cost::layer_cost(d, llm, load, model.dtype_bytes, recomputing) : layer)
+                .scaled(ch.layer_end - ch.layer_begin);
+        want += cost::extras_cost(d, llm, load, model.dtype_bytes, ch.layer_begin == 0,
+                                  ch.layer_end == llm.layers);
         const std::size_t x = c.at(st, mb);
         CHECK(c.f_ns[x] == want.f_ns);
         CHECK(c.i_ns[x] == want.i_ns);

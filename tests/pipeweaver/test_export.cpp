@@ -23,15 +23,21 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
-std::string first_line_of(const std::string& text) { return text.substr(0, text.find('\n')); }
+std::string first_line_of(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
 
 // The letter PyTorch's CSV uses for a pass (written out here, not taken from the exporter).
 char letter(schedule::Op op) {
   switch (op) {
-    case schedule::Op::F: return 'F';
-    case schedule::Op::B: return 'B';
-    case schedule::Op::I: return 'I';
-    case schedule::Op::W: return 'W';
+    case schedule::Op::F:
+      return 'F';
+    case schedule::Op::B:
+      return 'B';
+    case schedule::Op::I:
+      return 'I';
+    case schedule::Op::W:
+      return 'W';
   }
   return '?';
 }
@@ -53,7 +59,8 @@ std::vector<Cell> cells_of(const std::string& row) {
     Cell c;
     const std::size_t op = cell.find_first_of("FBIW");
     if (op != std::string::npos && op > 0 && op + 1 < cell.size() &&
-        cell.find_first_not_of("0123456789") == op && cell.find_first_not_of("0123456789", op + 1) == std::string::npos) {
+        cell.find_first_not_of("0123456789") == op &&
+        cell.find_first_not_of("0123456789", op + 1) == std::string::npos) {
       c.stage = std::stoi(cell.substr(0, op));
       c.op = cell[op];
       c.microbatch = std::stoi(cell.substr(op + 1));
@@ -143,7 +150,8 @@ TEST_CASE("pipeweaver PyTorch CSV of every baseline generator loads in PyTorch i
   // with python3 (or $PWPI_PYTHON) where torch is importable; skipped, saying why, elsewhere.
   const char* env = std::getenv("PWPI_PYTHON");
   const std::string python = env && *env ? env : "python3";
-  const std::string script = (testing::source_dir() / "tests" / "pipeweaver" / "pytorch_csv_check.py").string();
+  const std::string script =
+      (testing::source_dir() / "tests" / "pipeweaver" / "pytorch_csv_check.py").string();
   testing::TempDir dir;
   struct Case {
     std::string file;
@@ -169,8 +177,11 @@ TEST_CASE("pipeweaver PyTorch CSV of every baseline generator loads in PyTorch i
   const std::string stuck = (dir / "stuck.csv").string();
   testing::write_text(stuck, "0F0,0B0,0F1,0B1\n1F1,1B1,1F0,1B0\n");
   args += " " + testing::shell_quote(stuck) + " 2";
-  const auto r = testing::run_command(testing::shell_quote(python) + " " + testing::shell_quote(script) + args);
-  if (r.exit_code == 77 || r.exit_code == 127) PWPI_SKIP("PyTorch's CSV loader not run: " + (r.exit_code == 127 ? python + " not found" : first_line_of(r.out)));
+  const auto r =
+      testing::run_command(testing::shell_quote(python) + " " + testing::shell_quote(script) + args);
+  if (r.exit_code == 77 || r.exit_code == 127)
+    PWPI_SKIP("PyTorch's CSV loader not run: " +
+              (r.exit_code == 127 ? python + " not found" : first_line_of(r.out)));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const common::Json j = common::Json::parse(r.out);

@@ -12,7 +12,6 @@
 #include <set>
 
 #include "common/json_io.hpp"
-
 #include "schedule/generators.hpp"
 #include "search/baselines.hpp"
 #include "search/partition.hpp"
@@ -70,8 +69,8 @@ struct Fixture {
 // `simulate` of the built executable, in a child process, on `schedule` as the search's -o
 // writes it (schedule::to_json), `batch` alone in a trace, and the cluster file with the
 // pipeline size and memory of `cluster`: the JSON it prints.
-common::Json simulate_cli(const std::string& model_file, const spec::ClusterSpec& cluster, const spec::Batch& batch,
-                          const schedule::Schedule& schedule) {
+common::Json simulate_cli(const std::string& model_file, const spec::ClusterSpec& cluster,
+                          const spec::Batch& batch, const schedule::Schedule& schedule) {
   testing::TempDir dir;
   common::Json c = common::load_json_file(pwtest::config("clusters/" + cluster.name + ".json"));
   c["pipeline_size"] = cluster.pipeline_size;
@@ -82,9 +81,10 @@ common::Json simulate_cli(const std::string& model_file, const spec::ClusterSpec
   testing::write_text(dir / "trace.jsonl", spec::batch_to_json_line(b) + "\n");
   testing::write_text(dir / "schedule.json", schedule::to_json(schedule).dump());
   const auto q = [](const std::filesystem::path& p) { return testing::shell_quote(p.string()); };
-  const auto r = testing::run_cli(PIPEWEAVER_CLI, "simulate --model " + testing::shell_quote(model_file) + " --cluster " +
-                                                      q(dir / "cluster.json") + " --trace " + q(dir / "trace.jsonl") +
-                                                      " --batch 0 --schedule " + q(dir / "schedule.json") + " --json");
+  const auto r = testing::run_cli(PIPEWEAVER_CLI, "simulate --model " + testing::shell_quote(model_file) +
+                                                      " --cluster " + q(dir / "cluster.json") + " --trace " +
+                                                      q(dir / "trace.jsonl") + " --batch 0 --schedule " +
+                                                      q(dir / "schedule.json") + " --json");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return common::Json::parse(r.out);
@@ -415,7 +415,8 @@ TEST_CASE("pipeweaver interleaved baselines get a multiple of p microbatches", "
   }
 }
 
-TEST_CASE("pipeweaver the search's picks fit, replay through simulate, and do not depend on the thread count", "[unit]") {
+TEST_CASE("pipeweaver the search's picks fit, replay through simulate, and do not depend on the thread count",
+          "[unit]") {
   Fixture f;
   std::vector<spec::Batch> trace = {llava_batch(32, 7), llava_batch(32, 8), llava_batch(32, 9, true)};
   for (std::size_t i = 0; i < trace.size(); ++i) trace[i].index = static_cast<std::int64_t>(i);
@@ -440,7 +441,8 @@ TEST_CASE("pipeweaver the search's picks fit, replay through simulate, and do no
   CHECK(picks[0] == picks[1]);
 }
 
-TEST_CASE("pipeweaver on a batch of very unequal modality mix the search beats every baseline by over 10%", "[unit]") {
+TEST_CASE("pipeweaver on a batch of very unequal modality mix the search beats every baseline by over 10%",
+          "[unit]") {
   // 32 samples: every eighth 8 images and a short prompt (vision-heavy), the rest 1,800
   // text tokens. Each baseline packs in order to a token budget and keeps one partition
   // (here balanced on this very batch); compute-balanced packing with more, thinner chunks
@@ -463,8 +465,8 @@ TEST_CASE("pipeweaver on a batch of very unequal modality mix the search beats e
   REQUIRE(r.best.fits());
   REQUIRE(r.baselines.size() == search::baseline_generators().size());
   for (const search::Evaluated& base : r.baselines) {
-    INFO(base.method << " " << base.result.step_ns << " ns against " << r.best.score_ns() << " ns (" << r.best.detail
-                     << ")");
+    INFO(base.method << " " << base.result.step_ns << " ns against " << r.best.score_ns() << " ns ("
+                     << r.best.detail << ")");
     CHECK(static_cast<double>(base.result.step_ns) > 1.10 * static_cast<double>(r.best.score_ns()));
   }
   check_replays(pwtest::config("models/llava-7b.json"), f.cluster, b, r.best);
@@ -589,12 +591,15 @@ TEST_CASE("pipeweaver on tiny cases the search finds the brute-force optimum or 
         for (const auto& ve : cuts(2, cv))
           for (const auto& le : cuts(4, cl)) {
             std::vector<schedule::Chunk> chunks;
-            for (std::size_t k = 0; k < ve.size(); ++k) chunks.push_back({"vision", k ? ve[k - 1] : 0, ve[k], 0});
-            for (std::size_t k = 0; k < le.size(); ++k) chunks.push_back({"llm", k ? le[k - 1] : 0, le[k], 0});
+            for (std::size_t k = 0; k < ve.size(); ++k)
+              chunks.push_back({"vision", k ? ve[k - 1] : 0, ve[k], 0});
+            for (std::size_t k = 0; k < le.size(); ++k)
+              chunks.push_back({"llm", k ? le[k - 1] : 0, le[k], 0});
             for (std::int32_t on1 = 1; on1 + 1 < (1 << total); ++on1) {  // bit k: chunk k on rank 1
               const int n1 = __builtin_popcount(static_cast<unsigned>(on1));
               if (n1 > 2 || total - n1 > 2) continue;
-              for (std::int32_t k = 0; k < total; ++k) chunks[static_cast<std::size_t>(k)].rank = (on1 >> k) & 1;
+              for (std::int32_t k = 0; k < total; ++k)
+                chunks[static_cast<std::size_t>(k)].rank = (on1 >> k) & 1;
               for (const auto& pk : packings)
                 for (const search::WeavePolicy& pol : policies) {
                   schedule::Schedule s;
@@ -602,15 +607,17 @@ TEST_CASE("pipeweaver on tiny cases the search finds the brute-force optimum or 
                   s.n_microbatches = static_cast<std::int32_t>(pk.size());
                   s.chunks = chunks;
                   s.microbatch_samples = pk;
-                  score(std::move(s), &pol, "woven, " + std::to_string(total) + " chunks, " +
-                                                std::to_string(pk.size()) + " microbatches");
+                  score(std::move(s), &pol,
+                        "woven, " + std::to_string(total) + " chunks, " + std::to_string(pk.size()) +
+                            " microbatches");
                 }
             }
           }
       }
     const double gap = static_cast<double>(r.best.result.step_ns) / static_cast<double>(best) - 1.0;
-    INFO("batch " << bi << ": search " << r.best.result.step_ns << " ns (" << r.best.detail << "), optimum " << best
-                  << " ns (" << best_text << ") of " << evaluated << " schedules: gap " << 100 * gap << "%");
+    INFO("batch " << bi << ": search " << r.best.result.step_ns << " ns (" << r.best.detail << "), optimum "
+                  << best << " ns (" << best_text << ") of " << evaluated << " schedules: gap " << 100 * gap
+                  << "%");
     CHECK(r.best.result.step_ns >= best);
     CHECK(gap <= 0.03);
   }

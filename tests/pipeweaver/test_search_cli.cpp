@@ -50,8 +50,8 @@ struct Work {
   double busiest_ms() const { return *std::max_element(rank_ms.begin(), rank_ms.end()); }
 };
 
-Work work_by_hand(const std::string& model_file, const std::string& cluster_file, bool zero1, const std::string& trace,
-                  const common::Json& line) {
+Work work_by_hand(const std::string& model_file, const std::string& cluster_file, bool zero1,
+                  const std::string& trace, const common::Json& line) {
   using namespace pipeweaver;
   const spec::ModelSpec model = spec::load_model(model_file);
   const spec::ClusterSpec cluster = spec::load_cluster(cluster_file);
@@ -61,11 +61,13 @@ Work work_by_hand(const std::string& model_file, const std::string& cluster_file
   cost::CostOptions o;
   o.zero1 = zero1;
   cost::CostModel cm(model, cluster, o);
-  const semu::StepCosts c = cm.step_costs(s, cost::resolve_chunks(model, s, common::Where("line"), ""), batch);
+  const semu::StepCosts c =
+      cm.step_costs(s, cost::resolve_chunks(model, s, common::Where("line"), ""), batch);
   std::vector<std::int64_t> ns(static_cast<std::size_t>(s.n_ranks), 0);
   for (std::int32_t st = 0; st < s.n_stages(); ++st)
     for (std::int32_t mb = 0; mb < s.n_microbatches; ++mb)
-      ns[static_cast<std::size_t>(s.chunks[static_cast<std::size_t>(st)].rank)] += c.f_ns[c.at(st, mb)] + c.b_ns[c.at(st, mb)];
+      ns[static_cast<std::size_t>(s.chunks[static_cast<std::size_t>(st)].rank)] +=
+          c.f_ns[c.at(st, mb)] + c.b_ns[c.at(st, mb)];
   Work w;
   for (const std::int64_t x : ns) w.rank_ms.push_back(static_cast<double>(x) * 1e-6);
   return w;
@@ -74,16 +76,18 @@ Work work_by_hand(const std::string& model_file, const std::string& cluster_file
 // A LLaVA baseline's step by hand, through `schedule --kind` and `simulate`: as written, or,
 // when that does not fit, with the encoder's (vision) chunks or all chunks recomputing, the
 // faster that fits. {step ms, fits}.
-std::pair<double, bool> baseline_by_hand(const testing::TempDir& dir, const std::string& kind, const std::string& in,
-                                         int batch) {
+std::pair<double, bool> baseline_by_hand(const testing::TempDir& dir, const std::string& kind,
+                                         const std::string& in, int batch) {
   const std::string file = (dir / ("baseline-" + kind + ".json")).string();
-  const auto w = cli("schedule --kind " + kind + in + " --batch " + std::to_string(batch) + " -o " + quoted(file));
+  const auto w =
+      cli("schedule --kind " + kind + in + " --batch " + std::to_string(batch) + " -o " + quoted(file));
   INFO(w.err);
   REQUIRE(w.exit_code == 0);
   const common::Json plain = common::Json::parse(common::read_file(file));
   const auto run = [&](const common::Json& sched) {
     common::write_file_atomic(file, sched.dump());
-    const auto r = cli("simulate" + in + " --batch " + std::to_string(batch) + " --schedule " + quoted(file) + " --json");
+    const auto r = cli("simulate" + in + " --batch " + std::to_string(batch) + " --schedule " + quoted(file) +
+                       " --json");
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     const common::Json j = common::Json::parse(r.out);
@@ -102,7 +106,9 @@ std::pair<double, bool> baseline_by_hand(const testing::TempDir& dir, const std:
 
 }  // namespace
 
-TEST_CASE("pipeweaver cli: search --json summarises every method against baselines and bounds worked out by hand", "[unit]") {
+TEST_CASE(
+    "pipeweaver cli: search --json summarises every method against baselines and bounds worked out by hand",
+    "[unit]") {
   testing::TempDir dir;
   const std::string trace = make_trace(dir, "video-heavy", "llava-7b", 3);
   const std::string out = (dir / "s.jsonl").string();
@@ -128,7 +134,8 @@ TEST_CASE("pipeweaver cli: search --json summarises every method against baselin
     const common::Json l = common::Json::parse(line);
     const int batch = l.at("batch").get<int>();
     const double step = l.at("step_ms").get<double>();
-    const Work w = work_by_hand(config("models/llava-7b.json"), config("clusters/h100-80g-8x.json"), false, trace, l);
+    const Work w =
+        work_by_hand(config("models/llava-7b.json"), config("clusters/h100-80g-8x.json"), false, trace, l);
     CHECK(l.at("balanced_bound_ms").get<double>() == Approx(w.balanced_ms()).epsilon(1e-12));
     CHECK(step >= w.busiest_ms());
     std::string best_method;
@@ -158,8 +165,10 @@ TEST_CASE("pipeweaver cli: search --json summarises every method against baselin
   REQUIRE(n == 3);
   const common::Json& su = j.at("speedup_vs_best_baseline");
   CHECK(su.at("mean").get<double>() == Approx((speedup[0] + speedup[1] + speedup[2]) / 3).epsilon(1e-9));
-  CHECK(su.at("min").get<double>() == Approx(*std::min_element(speedup.begin(), speedup.end())).epsilon(1e-9));
-  CHECK(su.at("max").get<double>() == Approx(*std::max_element(speedup.begin(), speedup.end())).epsilon(1e-9));
+  CHECK(su.at("min").get<double>() ==
+        Approx(*std::min_element(speedup.begin(), speedup.end())).epsilon(1e-9));
+  CHECK(su.at("max").get<double>() ==
+        Approx(*std::max_element(speedup.begin(), speedup.end())).epsilon(1e-9));
   const common::Json& sb = j.at("speedup_bound");
   CHECK(sb.at("mean").get<double>() == Approx((bound[0] + bound[1] + bound[2]) / 3).epsilon(1e-9));
   CHECK(sb.at("max").get<double>() == Approx(*std::max_element(bound.begin(), bound.end())).epsilon(1e-9));
@@ -184,7 +193,8 @@ TEST_CASE("pipeweaver cli: schedules that recompute some chunks re-play to the r
   while (std::getline(lines, line)) {
     const common::Json l = common::Json::parse(line);
     // The bound by hand, recomputed chunks' reruns included.
-    const Work w = work_by_hand(config("models/lmm-37b.json"), config("clusters/h100-80g-64x-pp8.json"), true, trace, l);
+    const Work w =
+        work_by_hand(config("models/lmm-37b.json"), config("clusters/h100-80g-64x-pp8.json"), true, trace, l);
     CHECK(l.at("balanced_bound_ms").get<double>() == Approx(w.balanced_ms()).epsilon(1e-12));
     CHECK(l.at("step_ms").get<double>() >= w.busiest_ms());
     bound.push_back(l.at("best_baseline").at("step_ms").get<double>() / w.balanced_ms());

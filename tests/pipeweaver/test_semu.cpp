@@ -179,13 +179,16 @@ TEST_CASE("pipeweaver SEMU is deterministic within one process", "[unit]") {
   }
 }
 
-TEST_CASE("pipeweaver SEMU's outputs are the same bytes in separate processes and at any thread count", "[unit]") {
+TEST_CASE("pipeweaver SEMU's outputs are the same bytes in separate processes and at any thread count",
+          "[unit]") {
   // Child processes of the built CLI: `simulate` twice (its JSON less the wall-clock timing
   // block, and its Chrome trace of every emulated event), and `search` with 1 and with 3
   // threads scoring candidates (every chosen schedule and step time in its -o file); the
   // time budget is never reached, so nothing depends on timing.
   testing::TempDir dir;
-  const auto cfg = [](const std::string& rel) { return testing::shell_quote((testing::source_dir() / "configs" / rel).string()); };
+  const auto cfg = [](const std::string& rel) {
+    return testing::shell_quote((testing::source_dir() / "configs" / rel).string());
+  };
   const auto q = [](const std::filesystem::path& p) { return testing::shell_quote(p.string()); };
   const auto cli = [](const std::string& args) {
     const auto r = testing::run_cli(PIPEWEAVER_CLI, args);
@@ -195,8 +198,8 @@ TEST_CASE("pipeweaver SEMU's outputs are the same bytes in separate processes an
   };
   cli("gen-trace -q --mix " + cfg("mixes/video-heavy.json") + " --model " + cfg("models/llava-7b.json") +
       " --batches 2 --seed 9 -o " + q(dir / "t.jsonl"));
-  const std::string in = " --model " + cfg("models/llava-7b.json") + " --cluster " + cfg("clusters/h100-80g-8x.json") +
-                         " --trace " + q(dir / "t.jsonl");
+  const std::string in = " --model " + cfg("models/llava-7b.json") + " --cluster " +
+                         cfg("clusters/h100-80g-8x.json") + " --trace " + q(dir / "t.jsonl");
   std::string json[2], trace[2], picks[2];
   for (int k = 0; k < 2; ++k) {
     const auto chrome = dir / ("c" + std::to_string(k) + ".json");
