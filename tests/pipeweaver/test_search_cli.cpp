@@ -145,7 +145,10 @@ TEST_CASE(
       INFO(kind << " on batch " << batch << ": " << ms << " ms, fits " << fits);
       CHECK(j.at("methods").at(kind).at("batches_over_memory") == 0);
       REQUIRE(fits);
-      if (best_method.empty() || ms < best_ms) best_method = kind, best_ms = ms;
+      if (best_method.empty() || ms < best_ms) {
+        best_method = kind;
+        best_ms = ms;
+      }
     }
     CHECK(l.at("best_baseline").at("method") == best_method);
     CHECK(l.at("best_baseline").at("step_ms").get<double>() == best_ms);
