@@ -10,6 +10,7 @@
 #include "cost/cost_model.hpp"
 #include "cost/device_profile.hpp"
 #include "export/chrome_trace.hpp"
+#include "profile_test_util.hpp"
 #include "schedule/generators.hpp"
 #include "search/packing.hpp"
 #include "semu/reference.hpp"
@@ -83,8 +84,69 @@ TEST_CASE("pipeweaver cost: a transformer layer's F, I, W by hand", "[unit]") {
   // 2*(64+64+2*64+64) + MLP 2*64 + 2*2*256 + log-sum-exp 4*4 = 2,064.
   CHECK(c.act_bytes == 206400);
   CHECK(c.act_w_bytes == 2 * (2 * 64 + 64 + 256) * 100);
-  // Reuse relies on this: a layer's cost does not depend on which layer it is.
-  CHECK(cost::layer_cost(d, m, load, 2, {}) == c);
+}
+
+TEST_CASE("pipeweaver cost: a chunk costs its layers, each the same wherever it sits, plus its ends' extras",
+          "[unit]") {
+  // What reuse relies on: step_costs gives an LLM chunk of n layers exactly n x one layer on
+  // the microbatch's load, plus the embedding when it holds layer 0 and the head when it
+  // holds the last layer, whatever layers [begin, end) it holds; with or without reuse, with
+  // the chunk's own recomputation flag too.
+  const spec::ModelSpec model = spec::load_model(config("models/llava-7b.json"));
+  const spec::ClusterSpec cluster = spec::load_cluster(config("clusters/h100-80g-8x.json"));
+  spec::Batch b;
+  for (const auto& [text, images] :
+       std::vector<std::pair<int, int>>{{300, 1}, {1000, 0}, {50, 2}, {700, 0}, {20, 1}}) {
+    spec::Sample x;
+    x.text_tokens = text;
+    for (int i = 0; i < images; ++i) x.images.push_back({576, 1});
+    b.samples.push_back(x);
+  }
+  std::vector<schedule::Chunk> chunks = {{"vision", 0, 24, 0}, {"llm", 0, 4, 1},   {"llm", 4, 8, 2},
+                                         {"llm", 8, 16, 3},    {"llm", 16, 24, 4}, {"llm", 24, 32, 5}};
+  schedule::Schedule s = schedule::gpipe(6, 3, chunks);
+  s.chunks[4].recompute = true;
+  s.microbatch_samples = {{0, 1}, {2}, {3, 4}};
+  const auto infos = cost::resolve_chunks(model, s, common::Where("t"), "");
+  const cost::Device d = cost::Device::from(cluster.device);
+  const spec::Module& llm = model.llm();
+  cost::CostOptions recomputing;
+  recomputing.recompute = true;
+  for (const bool reuse : {true, false}) {
+    cost::CostModel cm(model, cluster);
+    cm.set_reuse(reuse);
+    const cost::StepCosts c = cm.step_costs(s, infos, b);
+    for (std::int32_t mb = 0; mb < 3; ++mb) {
+      const auto loads = cost::microbatch_loads(model, b, s.microbatch_samples[static_cast<std::size_t>(mb)]);
+      const cost::ModuleLoad& load = loads[static_cast<std::size_t>(model.llm_index)];
+      const cost::PassCost layer = cost::layer_cost(d, llm, load, model.dtype_bytes, {});
+      REQUIRE(layer.f_ns > 0);
+      for (std::int32_t st = 1; st < 6; ++st) {
+        const schedule::Chunk& ch = s.chunks[static_cast<std::size_t>(st)];
+        INFO("reuse " << reuse << ", microbatch " << mb << ", llm layers [" << ch.layer_begin << ", "
+                      << ch.layer_end << ")");
+        cost::PassCost want =
+            (ch.recompute ? cost::layer_cost(d, llm, load, model.dtype_bytes, recomputing) : layer)
+                .scaled(ch.layer_end - ch.layer_begin);
+        want += cost::extras_cost(d, llm, load, model.dtype_bytes, ch.layer_begin == 0,
+                                  ch.layer_end == llm.layers);
+        const std::size_t x = c.at(st, mb);
+        CHECK(c.f_ns[x] == want.f_ns);
+        CHECK(c.i_ns[x] == want.i_ns);
+        CHECK(c.w_ns[x] == want.w_ns);
+        CHECK(c.b_ns[x] == want.i_ns + want.w_ns);
+        CHECK(c.act_bytes[x] == want.act_bytes);
+        CHECK(c.act_w_bytes[x] == want.act_w_bytes);
+      }
+      // Position does not matter: layers [4, 8) cost what [0, 4) cost less the embedding,
+      // and [8, 16) twice [4, 8).
+      const cost::PassCost embed = cost::extras_cost(d, llm, load, model.dtype_bytes, true, false);
+      CHECK(c.f_ns[c.at(2, mb)] == c.f_ns[c.at(1, mb)] - embed.f_ns);
+      CHECK(c.f_ns[c.at(3, mb)] == 2 * c.f_ns[c.at(2, mb)]);
+      CHECK(c.w_ns[c.at(3, mb)] == 2 * c.w_ns[c.at(2, mb)]);
+      CHECK(c.act_bytes[c.at(3, mb)] == 2 * c.act_bytes[c.at(2, mb)]);
+    }
+  }
 }
 
 TEST_CASE("pipeweaver cost: activation memory matches Korthikanti et al.'s 34sh + 5as^2", "[unit]") {
@@ -435,6 +497,52 @@ TEST_CASE("pipeweaver cost: device profiles round-trip and interpolate in log sp
   CHECK(cost::gemm_ns(d, 10, 10, 50, 2) == Approx(flops / 0.3e12 * 1e9));
 }
 
+TEST_CASE("pipeweaver cost: a profile's curve reproduces the efficiencies it was fitted to", "[unit]") {
+  // Rates from a known efficiency curve, piecewise linear in log10 FLOPs: 0.2 up to 10^4.2
+  // FLOPs per call, 0.6 at 10^6.2, 0.8 from 10^8.2 on. One call per half decade (none near
+  // a half decade's edge), and two, 10^5.1 and 10^5.3, in one half decade: their point is
+  // their mean, which on a straight piece is the curve at 10^5.2.
+  const auto known = [](double f) {
+    const double x = std::log10(f);
+    if (x <= 4.2) return 0.2;
+    if (x <= 6.2) return 0.2 + 0.2 * (x - 4.2);
+    if (x <= 8.2) return 0.6 + 0.1 * (x - 6.2);
+    return 0.8;
+  };
+  const double true_peak = 2e12;
+  std::vector<std::pair<double, double>> rates;
+  for (const double x : {3.2, 4.2, 4.7, 5.1, 5.3, 5.7, 6.2, 6.7, 7.2, 7.7, 8.2, 9.2})
+    rates.emplace_back(std::pow(10.0, x), known(std::pow(10.0, x)) * true_peak);
+  const std::vector<std::pair<double, double>> attention = {{std::pow(10.0, 5.1), 0.3e12},
+                                                            {std::pow(10.0, 7.1), 0.5e12}};
+
+  cost::DeviceProfile given;
+  cost::set_efficiencies(given, rates, attention, true_peak);
+  CHECK(given.peak_source == "given");
+  CHECK(given.peak_flops == true_peak);
+  REQUIRE(given.gemm.points.size() == rates.size() - 1);
+  CHECK(given.gemm.points[3].first == Approx(std::pow(10.0, 5.2)));
+  // The curve is the known one, at the calls, between them and beyond them.
+  for (double x = 2.5; x <= 9.5; x += 0.125) {
+    INFO("log10 FLOPs " << x);
+    CHECK(given.gemm.at(std::pow(10.0, x)) == Approx(known(std::pow(10.0, x))).margin(1e-12));
+  }
+  CHECK(given.attention.at(1e4) == Approx(0.15));
+  CHECK(given.attention.at(std::pow(10.0, 6.1)) == Approx(0.2));
+  CHECK(given.attention.at(1e9) == Approx(0.25));
+
+  // A measured peak is the best rate, 0.8 x 2e12, and every efficiency is relative to it.
+  cost::DeviceProfile measured;
+  cost::set_efficiencies(measured, rates, attention, 0);
+  CHECK(measured.peak_source == "measured");
+  CHECK(measured.peak_flops == Approx(0.8 * true_peak));
+  for (double x = 2.5; x <= 9.5; x += 0.125) {
+    INFO("log10 FLOPs " << x);
+    CHECK(measured.gemm.at(std::pow(10.0, x)) == Approx(known(std::pow(10.0, x)) / 0.8).margin(1e-12));
+  }
+  CHECK(measured.attention.at(1e9) == Approx(0.5 / 1.6));
+}
+
 TEST_CASE("pipeweaver cost: a tiny calibration writes a valid profile", "[unit]") {
   cost::CalibrationOptions o;
   o.quick = true;
@@ -446,7 +554,10 @@ TEST_CASE("pipeweaver cost: a tiny calibration writes a valid profile", "[unit]"
   CHECK(p.peak_source == "measured");
   CHECK(p.peak_flops > 0);
   REQUIRE_FALSE(p.gemm.empty());
-  for (const auto& [x, e] : p.gemm.points) CHECK((e > 0 && e <= 1.0));
+  // The peak is the best GEMM measured, and both curves are those of the raw measurements.
+  CHECK(p.peak_flops == pwtest::best_rate(p.measurements.at("gemm")));
+  pwtest::check_curve_reproduces(p.gemm, p.measurements.at("gemm"), p.peak_flops);
+  pwtest::check_curve_reproduces(p.attention, p.measurements.at("attention"), p.peak_flops);
   const cost::DeviceProfile q = cost::parse_device_profile(cost::to_json(p), "p.json");
   CHECK(q.gemm.points.size() == p.gemm.points.size());
 }

@@ -1,5 +1,6 @@
 // PyTorch CSV export and its validator, and `pipeweaver-cli export` through the built
 // executable: formats, exit codes, one-line errors, nothing written on failure.
+#include <cstdlib>
 #include <filesystem>
 
 #include "common/file_io.hpp"
@@ -22,6 +23,54 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
+std::string first_line_of(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
+// The letter PyTorch's CSV uses for a pass (written out here, not taken from the exporter).
+char letter(schedule::Op op) {
+  switch (op) {
+    case schedule::Op::F:
+      return 'F';
+    case schedule::Op::B:
+      return 'B';
+    case schedule::Op::I:
+      return 'I';
+    case schedule::Op::W:
+      return 'W';
+  }
+  return '?';
+}
+
+struct Cell {
+  std::int32_t stage = -1;
+  char op = '?';
+  std::int32_t microbatch = -1;
+};
+
+// The cells of one CSV row read as "{stage}{F|B|I|W}{microbatch}"; a malformed cell is
+// returned with op '?'.
+std::vector<Cell> cells_of(const std::string& row) {
+  std::vector<Cell> out;
+  std::size_t b = 0;
+  while (b <= row.size()) {
+    const std::size_t e = std::min(row.find(',', b), row.size());
+    const std::string cell = row.substr(b, e - b);
+    Cell c;
+    const std::size_t op = cell.find_first_of("FBIW");
+    if (op != std::string::npos && op > 0 && op + 1 < cell.size() &&
+        cell.find_first_not_of("0123456789") == op &&
+        cell.find_first_not_of("0123456789", op + 1) == std::string::npos) {
+      c.stage = std::stoi(cell.substr(0, op));
+      c.op = cell[op];
+      c.microbatch = std::stoi(cell.substr(op + 1));
+    }
+    out.push_back(c);
+    b = e + 1;
+  }
+  return out;
+}
+
 // Two stages both on rank 0: valid here, but rank 1 would have an empty row.
 schedule::Schedule idle_rank_schedule() {
   schedule::Schedule s;
@@ -34,7 +83,7 @@ schedule::Schedule idle_rank_schedule() {
 
 }  // namespace
 
-TEST_CASE("pipeweaver PyTorch CSV of every baseline generator passes PyTorch's checks", "[unit]") {
+TEST_CASE("pipeweaver PyTorch CSV of every baseline generator passes the loader's checks", "[unit]") {
   for (const schedule::GeneratorInfo& g : schedule::generator_registry())
     for (std::int32_t p : {1, 2, 3, 4, 8})
       for (std::int32_t v : {1, 2, 3})
@@ -46,13 +95,16 @@ TEST_CASE("pipeweaver PyTorch CSV of every baseline generator passes PyTorch's c
           CHECK(validate_pytorch_csv(csv, m).empty());
           const auto rows = lines_of(csv);
           REQUIRE(rows.size() == static_cast<std::size_t>(p));
+          // Each cell read back here (digits, one of F B I W, digits) is the rank's action.
           for (std::int32_t r = 0; r < p; ++r) {
-            std::string expected;
-            for (const auto& a : s.rank_actions[static_cast<std::size_t>(r)]) {
-              if (!expected.empty()) expected += ',';
-              expected += schedule::to_string(a);
+            const auto& actions = s.rank_actions[static_cast<std::size_t>(r)];
+            const std::vector<Cell> cells = cells_of(rows[static_cast<std::size_t>(r)]);
+            REQUIRE(cells.size() == actions.size());
+            for (std::size_t i = 0; i < cells.size(); ++i) {
+              CHECK(cells[i].stage == actions[i].stage);
+              CHECK(cells[i].op == letter(actions[i].op));
+              CHECK(cells[i].microbatch == actions[i].microbatch);
             }
-            CHECK(rows[static_cast<std::size_t>(r)] == expected);
           }
         }
 }
@@ -61,6 +113,95 @@ TEST_CASE("pipeweaver PyTorch CSV text of small 1F1B and ZB-H1 schedules", "[uni
   const auto chunks = schedule::uniform_chunks("llm", 2, 1);
   CHECK(to_pytorch_csv(schedule::one_f_one_b(2, 2, chunks)) == "0F0,0F1,0B0,0B1\n1F0,1B0,1F1,1B1\n");
   CHECK(to_pytorch_csv(schedule::zb_h1(2, 2, chunks)) == "0F0,0F1,0I0,0W0,0I1,0W1\n1F0,1I0,1F1,1I1,1W0,1W1\n");
+}
+
+TEST_CASE("pipeweaver PyTorch CSV rows of each generator, written out by hand", "[unit]") {
+  // Rows derived from each schedule's definition, not from the exporter.
+  SECTION("gpipe, 2 ranks, 3 microbatches: all forwards, then the backwards in reverse") {
+    CHECK(to_pytorch_csv(schedule::gpipe(2, 3, schedule::uniform_chunks("llm", 2, 1))) ==
+          "0F0,0F1,0F2,0B2,0B1,0B0\n"
+          "1F0,1F1,1F2,1B2,1B1,1B0\n");
+  }
+  SECTION("1f1b, 3 ranks, 4 microbatches: p - r - 1 warm-up forwards, F B pairs, the drain") {
+    CHECK(to_pytorch_csv(schedule::one_f_one_b(3, 4, schedule::uniform_chunks("llm", 3, 1))) ==
+          "0F0,0F1,0F2,0B0,0F3,0B1,0B2,0B3\n"
+          "1F0,1F1,1B0,1F2,1B1,1F3,1B2,1B3\n"
+          "2F0,2B0,2F1,2B1,2F2,2B2,2F3,2B3\n");
+  }
+  SECTION("zb-h1, 3 ranks, 3 microbatches: 1F1B's order with B = I W, rank r's W deferred by r") {
+    CHECK(to_pytorch_csv(schedule::zb_h1(3, 3, schedule::uniform_chunks("llm", 3, 1))) ==
+          "0F0,0F1,0F2,0I0,0W0,0I1,0W1,0I2,0W2\n"
+          "1F0,1F1,1I0,1F2,1I1,1W0,1I2,1W1,1W2\n"
+          "2F0,2I0,2F1,2I1,2F2,2I2,2W0,2W1,2W2\n");
+  }
+  SECTION("interleaved-1f1b, 2 ranks x 2 chunks, 4 microbatches (Megatron-LM's order)") {
+    // Rank r holds stages r and r + 2. Forwards go in groups of p microbatches per chunk
+    // (chunk 0: 0, 1; chunk 1: 0, 1; chunk 0: 2, 3; ...), backwards likewise from the last
+    // chunk; rank r warms up with 2 (p - r - 1) + (v - 1) p forwards: 4 on rank 0, 2 on rank 1.
+    CHECK(to_pytorch_csv(schedule::interleaved_1f1b(2, 4, schedule::uniform_chunks("llm", 4, 1))) ==
+          "0F0,0F1,2F0,2F1,0F2,2B0,0F3,2B1,2F2,0B0,2F3,0B1,2B2,2B3,0B2,0B3\n"
+          "1F0,1F1,3F0,3B0,3F1,3B1,1F2,1B0,1F3,1B1,3F2,3B2,3F3,3B3,1B2,1B3\n");
+  }
+}
+
+TEST_CASE("pipeweaver PyTorch CSV of every baseline generator loads in PyTorch itself", "[unit]") {
+  // PyTorch's own loader (tests/pipeweaver/pytorch_csv_check.py: _Action.from_str,
+  // _validate_schedule, _add_send_recv, _simulate_comms_compute) on every generator's CSV,
+  // with python3 (or $PWPI_PYTHON) where torch is importable; skipped, saying why, elsewhere.
+  const char* env = std::getenv("PWPI_PYTHON");
+  const std::string python = env && *env ? env : "python3";
+  const std::string script =
+      (testing::source_dir() / "tests" / "pipeweaver" / "pytorch_csv_check.py").string();
+  testing::TempDir dir;
+  struct Case {
+    std::string file;
+    std::int32_t m;
+    schedule::Schedule s;
+  };
+  std::vector<Case> cases;
+  std::string args;
+  for (const schedule::GeneratorInfo& g : schedule::generator_registry())
+    for (std::int32_t p : {1, 2, 3, 4})
+      for (std::int32_t v : {1, 2, 3})
+        for (std::int32_t m : {1, 2, 3, 4, 8}) {
+          if (g.interleaved ? (v == 1 || m % p != 0) : v != 1) continue;
+          Case c{(dir / (std::string(g.name) + "-" + std::to_string(p) + "-" + std::to_string(v) + "-" +
+                         std::to_string(m) + ".csv"))
+                     .string(),
+                 m, g.make(p, m, schedule::uniform_chunks("llm", p * v, 1))};
+          testing::write_text(c.file, to_pytorch_csv(c.s));
+          args += " " + testing::shell_quote(c.file) + " " + std::to_string(m);
+          cases.push_back(std::move(c));
+        }
+  // A control PyTorch must refuse: each rank waits for the other's first microbatch.
+  const std::string stuck = (dir / "stuck.csv").string();
+  testing::write_text(stuck, "0F0,0B0,0F1,0B1\n1F1,1B1,1F0,1B0\n");
+  args += " " + testing::shell_quote(stuck) + " 2";
+  const auto r =
+      testing::run_command(testing::shell_quote(python) + " " + testing::shell_quote(script) + args);
+  if (r.exit_code == 77 || r.exit_code == 127)
+    PWPI_SKIP("PyTorch's CSV loader not run: " +
+              (r.exit_code == 127 ? python + " not found" : first_line_of(r.out)));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const common::Json j = common::Json::parse(r.out);
+  CHECK(j.at(stuck).contains("error"));
+  for (const Case& c : cases) {
+    INFO(c.file);
+    const common::Json& got = j.at(c.file);
+    REQUIRE_FALSE(got.contains("error"));
+    REQUIRE(got.at("ranks").size() == c.s.rank_actions.size());
+    for (std::size_t rank = 0; rank < c.s.rank_actions.size(); ++rank) {
+      const auto& want = c.s.rank_actions[rank];
+      const common::Json& row = got.at("ranks")[rank];
+      REQUIRE(row.size() == want.size());
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        CHECK(row[i][0].get<std::int32_t>() == want[i].stage);
+        CHECK(row[i][1].get<std::string>() == std::string(1, letter(want[i].op)));
+        CHECK(row[i][2].get<std::int32_t>() == want[i].microbatch);
+      }
+    }
+  }
 }
 
 TEST_CASE("pipeweaver PyTorch CSV export refuses a rank without actions", "[unit]") {

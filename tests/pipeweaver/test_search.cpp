@@ -1,12 +1,17 @@
 // The schedule search: the weaver's orders, the min-max partition, compute-balanced packing,
-// the baselines' setup, the partition-switch charge and the search's guarantees.
+// the baselines' setup, the partition-switch charge, and the search's results against
+// outside figures: its picks re-played by `simulate` from the schedule file, a strict gain
+// over every baseline on a mixed batch, and a brute-force optimum on tiny cases.
 #include "search/search.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <set>
 
+#include "common/json_io.hpp"
 #include "schedule/generators.hpp"
 #include "search/baselines.hpp"
 #include "search/packing.hpp"
@@ -14,6 +19,7 @@
 #include "search/weave.hpp"
 #include "spec/cluster.hpp"
 #include "spec/model.hpp"
+#include "spec/trace.hpp"
 #include "layout_test_util.hpp"
 #include "spec_test_util.hpp"
 #include "test_support.hpp"
@@ -61,6 +67,38 @@ struct Fixture {
   spec::ClusterSpec cluster = spec::load_cluster(pwtest::config("clusters/h100-80g-8x.json"));
   Fixture() { cluster.pipeline_size = 4; }
 };
+
+// `simulate` of the built executable, in a child process, on `schedule` as the search's -o
+// writes it (schedule::to_json), `batch` alone in a trace, and the cluster file with the
+// pipeline size and memory of `cluster`: the JSON it prints.
+common::Json simulate_cli(const std::string& model_file, const spec::ClusterSpec& cluster,
+                          const spec::Batch& batch, const schedule::Schedule& schedule) {
+  testing::TempDir dir;
+  common::Json c = common::load_json_file(pwtest::config("clusters/" + cluster.name + ".json"));
+  c["pipeline_size"] = cluster.pipeline_size;
+  c["device"]["memory"] = cluster.device.memory_bytes;
+  testing::write_text(dir / "cluster.json", c.dump());
+  spec::Batch b = batch;
+  b.index = 0;
+  testing::write_text(dir / "trace.jsonl", spec::batch_to_json_line(b) + "\n");
+  testing::write_text(dir / "schedule.json", schedule::to_json(schedule).dump());
+  const auto q = [](const std::filesystem::path& p) { return testing::shell_quote(p.string()); };
+  const auto r = testing::run_cli(PIPEWEAVER_CLI, "simulate --model " + testing::shell_quote(model_file) +
+                                                      " --cluster " + q(dir / "cluster.json") + " --trace " +
+                                                      q(dir / "trace.jsonl") + " --batch 0 --schedule " +
+                                                      q(dir / "schedule.json") + " --json");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return common::Json::parse(r.out);
+}
+
+// What `simulate` gives a picked schedule is what the search scored it at.
+void check_replays(const std::string& model_file, const spec::ClusterSpec& cluster, const spec::Batch& batch,
+                   const search::Evaluated& e) {
+  const common::Json j = simulate_cli(model_file, cluster, batch, e.schedule);
+  CHECK(j.at("step_ms").get<double>() == static_cast<double>(e.result.step_ns) * 1e-6);
+  CHECK(j.at("exceeds_memory").get<bool>() == !e.fits());
+}
 
 }  // namespace
 
@@ -299,9 +337,8 @@ TEST_CASE("pipeweaver when memory is tight the search recomputes and still fits"
   CHECK_FALSE(schedule::find_problem(r.best.schedule).has_value());
   // What the schedule's flags say is what was scored.
   CHECK(search::recompute_of(r.best.schedule.chunks, f.model) == r.best.recompute);
-  CHECK(s.replay(r.best, b).step_ns == r.best.result.step_ns);
-  for (const search::Evaluated& base : r.baselines)
-    if (base.fits()) CHECK(r.best.score_ns() <= base.result.step_ns + r.best.switch_ns);
+  // `simulate`, from the schedule file, with its own cost model, agrees: same step, fits.
+  check_replays(pwtest::config("models/llava-7b.json"), f.cluster, b, r.best);
 }
 
 TEST_CASE("pipeweaver balanced packing puts every sample in exactly one of m non-empty microbatches", "[unit]") {
@@ -380,7 +417,8 @@ TEST_CASE("pipeweaver interleaved baselines get a multiple of p microbatches", "
   }
 }
 
-TEST_CASE("pipeweaver the search is never worse than the baselines, and deterministic across thread counts", "[unit]") {
+TEST_CASE("pipeweaver the search's picks fit, replay through simulate, and do not depend on the thread count",
+          "[unit]") {
   Fixture f;
   std::vector<spec::Batch> trace = {llava_batch(32, 7), llava_batch(32, 8), llava_batch(32, 9, true)};
   for (std::size_t i = 0; i < trace.size(); ++i) trace[i].index = static_cast<std::int64_t>(i);
@@ -396,8 +434,7 @@ TEST_CASE("pipeweaver the search is never worse than the baselines, and determin
       const search::BatchResult r = s.search(b);
       CHECK(r.best.fits());
       CHECK_FALSE(schedule::find_problem(r.best.schedule).has_value());
-      for (const search::Evaluated& base : r.baselines)
-        if (base.fits()) CHECK(r.best.score_ns() <= base.result.step_ns + r.best.switch_ns);
+      if (threads == 1) check_replays(pwtest::config("models/llava-7b.json"), f.cluster, b, r.best);
       steps[threads - 1].push_back(r.best.score_ns());
       picks[threads - 1].push_back(r.best.schedule);
     }
@@ -406,17 +443,187 @@ TEST_CASE("pipeweaver the search is never worse than the baselines, and determin
   CHECK(picks[0] == picks[1]);
 }
 
-TEST_CASE("pipeweaver on a uniform batch the search matches interleaved 1F1B or beats it", "[unit]") {
+TEST_CASE("pipeweaver on a batch of very unequal modality mix the search beats every baseline by over 10%",
+          "[unit]") {
+  // 32 samples: every eighth 8 images and a short prompt (vision-heavy), the rest 1,800
+  // text tokens. Each baseline packs in order to a token budget and keeps one partition
+  // (here balanced on this very batch); compute-balanced packing with more, thinner chunks
+  // must win clearly. The baselines are candidates too, so only a strict margin shows the
+  // search's own schedules at work: 10% (it found 19.6% when this test was written).
   Fixture f;
-  const std::vector<spec::Batch> trace = {llava_batch(32, 1, true)};
+  spec::Batch b;
+  for (int i = 0; i < 32; ++i) {
+    spec::Sample x;
+    x.text_tokens = i % 8 == 0 ? 40 : 1800;
+    if (i % 8 == 0)
+      for (int k = 0; k < 8; ++k) x.images.push_back({576, 1});
+    b.samples.push_back(x);
+  }
+  const std::vector<spec::Batch> trace = {b};
   search::SearchOptions o;
   o.time_budget_ms = 1e6;
   search::Searcher s(f.model, f.cluster, {}, nullptr, trace, o);
-  const search::BatchResult r = s.search(trace[0]);
-  const auto it = std::find_if(r.baselines.begin(), r.baselines.end(),
-                               [](const search::Evaluated& e) { return e.method == "interleaved-1f1b"; });
-  REQUIRE(it != r.baselines.end());
-  CHECK(r.best.score_ns() <= it->result.step_ns);
+  const search::BatchResult r = s.search(b);
+  REQUIRE(r.best.fits());
+  REQUIRE(r.baselines.size() == search::baseline_generators().size());
+  for (const search::Evaluated& base : r.baselines) {
+    INFO(base.method << " " << base.result.step_ns << " ns against " << r.best.score_ns() << " ns ("
+                     << r.best.detail << ")");
+    CHECK(static_cast<double>(base.result.step_ns) > 1.10 * static_cast<double>(r.best.score_ns()));
+  }
+  check_replays(pwtest::config("models/llava-7b.json"), f.cluster, b, r.best);
+}
+
+namespace {
+
+// LLaVA's shapes cut to 2 vision layers and 4 LLM layers, as a model file in `dir`.
+std::string tiny_llava(const testing::TempDir& dir) {
+  common::Json m = common::load_json_file(pwtest::config("models/llava-7b.json"));
+  for (auto& mod : m["modules"]) {
+    if (mod["name"] == "vision") mod["layers"] = 2;
+    if (mod["name"] == "llm") mod["layers"] = 4;
+  }
+  const std::string path = (dir / "tiny-llava.json").string();
+  testing::write_text(path, m.dump());
+  return path;
+}
+
+// Every cut of `layers` layers into `parts` non-empty contiguous runs, as the runs' ends.
+std::vector<std::vector<std::int32_t>> cuts(std::int32_t layers, std::int32_t parts) {
+  std::vector<std::vector<std::int32_t>> out;
+  std::vector<std::int32_t> ends;
+  std::function<void(std::int32_t)> go = [&](std::int32_t from) {
+    if (static_cast<std::int32_t>(ends.size()) + 1 == parts) {
+      ends.push_back(layers);
+      out.push_back(ends);
+      ends.pop_back();
+      return;
+    }
+    for (std::int32_t e = from + 1; e < layers; ++e) {
+      ends.push_back(e);
+      go(e);
+      ends.pop_back();
+    }
+  };
+  go(0);
+  return out;
+}
+
+// Every packing of n samples into 1 .. n ordered non-empty microbatches.
+std::vector<std::vector<std::vector<std::int32_t>>> ordered_packings(std::int32_t n) {
+  std::vector<std::vector<std::vector<std::int32_t>>> out;
+  for (std::int32_t m = 1; m <= n; ++m) {
+    std::int32_t codes = 1;
+    for (std::int32_t i = 0; i < n; ++i) codes *= m;
+    for (std::int32_t code = 0; code < codes; ++code) {  // sample i goes to microbatch digit i of code
+      std::vector<std::vector<std::int32_t>> pk(static_cast<std::size_t>(m));
+      for (std::int32_t i = 0, c = code; i < n; ++i, c /= m) pk[static_cast<std::size_t>(c % m)].push_back(i);
+      if (std::none_of(pk.begin(), pk.end(), [](const auto& mb) { return mb.empty(); })) out.push_back(pk);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("pipeweaver on tiny cases the search finds the brute-force optimum or comes within 3%", "[slow]") {
+  // 2 ranks, 2 vision + 4 LLM layers, 4 samples. Brute force over a superset of what the
+  // search can pick: every cut of each module into chunks (2 to 4 chunks in all, at most 2
+  // per rank, as the search is told), every assignment of the chunks to the ranks, every
+  // packing of the samples into 1 to 4 ordered microbatches, each woven with each of the
+  // search's four pass orders; and the four baselines' own schedules. The search cannot beat
+  // that optimum (its picks are in the set) and must come within 3% of it (a heuristic over
+  // a smaller space). 56,000 schedules: about a second in Release, a minute under the
+  // sanitizers, hence [slow].
+  testing::TempDir dir;
+  const std::string model_file = tiny_llava(dir);
+  const spec::ModelSpec model = spec::load_model(model_file);
+  spec::ClusterSpec cluster = spec::load_cluster(pwtest::config("clusters/h100-80g-8x.json"));
+  const std::int32_t p = 2;
+  cluster.pipeline_size = p;
+  const auto sample = [](std::int64_t text, int images) {
+    spec::Sample x;
+    x.text_tokens = text;
+    for (int k = 0; k < images; ++k) x.images.push_back({576, 1});
+    return x;
+  };
+  const std::vector<std::vector<spec::Sample>> batches = {
+      {sample(1500, 0), sample(100, 2), sample(800, 1), sample(60, 0)},
+      {sample(40, 3), sample(2000, 0), sample(300, 0), sample(30, 1)},
+      {sample(512, 0), sample(512, 0), sample(512, 0), sample(512, 0)},
+  };
+  const std::vector<search::WeavePolicy> policies = {{true, search::ForwardOrder::breadth, 0, false},
+                                                     {true, search::ForwardOrder::depth, 0, false},
+                                                     {false, search::ForwardOrder::breadth, 0, false},
+                                                     {true, search::ForwardOrder::breadth, 0, true}};
+  const auto packings = ordered_packings(4);
+  REQUIRE(packings.size() == 75);  // the ordered set partitions of 4 samples
+  for (std::size_t bi = 0; bi < batches.size(); ++bi) {
+    spec::Batch b;
+    b.samples = batches[bi];
+    const std::vector<spec::Batch> trace = {b};
+    search::SearchOptions o;
+    o.time_budget_ms = 1e6;
+    o.max_chunks_per_rank = 2;
+    search::Searcher searcher(model, cluster, {}, nullptr, trace, o);
+    const search::BatchResult r = searcher.search(b);
+    REQUIRE(r.best.fits());
+    REQUIRE(r.best.switch_ns == 0);
+
+    cost::CostModel cm(model, cluster);
+    std::int64_t best = std::numeric_limits<std::int64_t>::max(), evaluated = 0;
+    std::string best_text;
+    const auto score = [&](schedule::Schedule s, const search::WeavePolicy* pol, const std::string& text) {
+      const auto infos = cost::resolve_chunks(model, s, common::Where("brute force"), "");
+      const cost::StepCosts c = cm.step_costs(s, infos, b);
+      if (pol) search::weave(s, c, *pol);
+      REQUIRE_FALSE(schedule::find_problem(s).has_value());
+      const semu::Result res = semu::simulate(s, c);
+      ++evaluated;
+      if (!res.exceeds_memory && res.step_ns < best) {
+        best = res.step_ns;
+        best_text = text;
+      }
+    };
+    for (const auto* g : search::baseline_generators())
+      score(search::baseline_schedule(searcher.plan(), *g, model, b), nullptr, g->name);
+    for (std::int32_t cv = 1; cv <= 2; ++cv)
+      for (std::int32_t cl = 1; cl <= 4; ++cl) {
+        const std::int32_t total = cv + cl;
+        if (total < p || total > 2 * p) continue;
+        for (const auto& ve : cuts(2, cv))
+          for (const auto& le : cuts(4, cl)) {
+            std::vector<schedule::Chunk> chunks;
+            for (std::size_t k = 0; k < ve.size(); ++k)
+              chunks.push_back({"vision", k ? ve[k - 1] : 0, ve[k], 0});
+            for (std::size_t k = 0; k < le.size(); ++k)
+              chunks.push_back({"llm", k ? le[k - 1] : 0, le[k], 0});
+            for (std::int32_t on1 = 1; on1 + 1 < (1 << total); ++on1) {  // bit k: chunk k on rank 1
+              const int n1 = __builtin_popcount(static_cast<unsigned>(on1));
+              if (n1 > 2 || total - n1 > 2) continue;
+              for (std::int32_t k = 0; k < total; ++k)
+                chunks[static_cast<std::size_t>(k)].rank = (on1 >> k) & 1;
+              for (const auto& pk : packings)
+                for (const search::WeavePolicy& pol : policies) {
+                  schedule::Schedule s;
+                  s.n_ranks = p;
+                  s.n_microbatches = static_cast<std::int32_t>(pk.size());
+                  s.chunks = chunks;
+                  s.microbatch_samples = pk;
+                  score(std::move(s), &pol,
+                        "woven, " + std::to_string(total) + " chunks, " + std::to_string(pk.size()) +
+                            " microbatches");
+                }
+            }
+          }
+      }
+    const double gap = static_cast<double>(r.best.result.step_ns) / static_cast<double>(best) - 1.0;
+    INFO("batch " << bi << ": search " << r.best.result.step_ns << " ns (" << r.best.detail << "), optimum "
+                  << best << " ns (" << best_text << ") of " << evaluated << " schedules: gap " << 100 * gap
+                  << "%");
+    CHECK(r.best.result.step_ns >= best);
+    CHECK(gap <= 0.03);
+  }
 }
 
 TEST_CASE("pipeweaver moving layers between batches is charged by bytes over the link", "[unit]") {

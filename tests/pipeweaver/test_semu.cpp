@@ -1,7 +1,12 @@
 #include "semu/semu.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <random>
+#include <string>
 
+#include "common/file_io.hpp"
+#include "common/json_io.hpp"
 #include "schedule/generators.hpp"
 #include "semu/event_queue.hpp"
 #include "semu/reference.hpp"
@@ -155,7 +160,7 @@ TEST_CASE("pipeweaver a zero-bubble split backward frees activations at I and W"
   CHECK(mem == std::vector<std::int64_t>{400, 100, 0});
 }
 
-TEST_CASE("pipeweaver SEMU is deterministic", "[unit]") {
+TEST_CASE("pipeweaver SEMU is deterministic within one process", "[unit]") {
   auto s = schedule::interleaved_1f1b(4, 8, schedule::uniform_chunks("llm", 8, 2));
   auto c = uniform(s, 7, 13, 100);
   for (std::size_t i = 0; i < c.f_ns.size(); ++i) {
@@ -172,6 +177,48 @@ TEST_CASE("pipeweaver SEMU is deterministic", "[unit]") {
     CHECK(a.timeline[i].start_ns == b.timeline[i].start_ns);
     CHECK(a.timeline[i].action == b.timeline[i].action);
   }
+}
+
+TEST_CASE("pipeweaver SEMU's outputs are the same bytes in separate processes and at any thread count",
+          "[unit]") {
+  // Child processes of the built CLI: `simulate` twice (its JSON less the wall-clock timing
+  // block, and its Chrome trace of every emulated event), and `search` with 1 and with 3
+  // threads scoring candidates (every chosen schedule and step time in its -o file); the
+  // time budget is never reached, so nothing depends on timing.
+  testing::TempDir dir;
+  const auto cfg = [](const std::string& rel) {
+    return testing::shell_quote((testing::source_dir() / "configs" / rel).string());
+  };
+  const auto q = [](const std::filesystem::path& p) { return testing::shell_quote(p.string()); };
+  const auto cli = [](const std::string& args) {
+    const auto r = testing::run_cli(PIPEWEAVER_CLI, args);
+    INFO(args << "\n" << r.err);
+    REQUIRE(r.exit_code == 0);
+    return r.out;
+  };
+  cli("gen-trace -q --mix " + cfg("mixes/video-heavy.json") + " --model " + cfg("models/llava-7b.json") +
+      " --batches 1 --seed 9 -o " + q(dir / "t.jsonl"));
+  const std::string in = " --model " + cfg("models/llava-7b.json") + " --cluster " +
+                         cfg("clusters/h100-80g-8x.json") + " --trace " + q(dir / "t.jsonl");
+  std::string json[2], trace[2], picks[2];
+  for (int k = 0; k < 2; ++k) {
+    const auto chrome = dir / ("c" + std::to_string(k) + ".json");
+    common::Json j = common::Json::parse(
+        cli("simulate" + in + " --schedule interleaved-1f1b --json --chrome-trace " + q(chrome)));
+    REQUIRE(j.contains("timing"));  // wall-clock milliseconds: the one part that may differ
+    j.erase("timing");
+    json[k] = j.dump();
+    trace[k] = common::read_file(chrome.string());
+    const auto out = dir / ("s" + std::to_string(k) + ".jsonl");
+    cli("search" + in + " --threads " + (k == 0 ? "1" : "3") + " --time-budget-ms 1000000 -o " + q(out));
+    picks[k] = common::read_file(out.string());
+  }
+  CHECK(json[0].size() > 100);
+  CHECK(json[0] == json[1]);
+  CHECK(trace[0].size() > 1000);
+  CHECK(trace[0] == trace[1]);
+  CHECK(std::count(picks[0].begin(), picks[0].end(), '\n') == 1);
+  CHECK(picks[0] == picks[1]);
 }
 
 namespace {
