@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SEMU and cost-model throughput (issue 3): simulated actions per second on a 16-rank,
+# SEMU and cost-model throughput: simulated actions per second on a 16-rank,
 # 64-microbatch interleaved 1F1B schedule of the ~37B config, with reuse on and off (one
 # step repeated; candidate layer partitions as a search makes them), and the time to cost
 # (and emulate) a whole 100-batch trace with reuse on vs off. What each line measures:
