@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Dense engine throughput on the "1b" model (TinyLlama-1.1B shape, random weights from
-# tools/make-model) in Q4_0, Q8_0 and F16, 2 threads, beside llama.cpp's CPU figures from
-# issue 5; plus the machine's streaming read bandwidth and what it allows for decode.
+# tools/make-model) in Q4_0, Q8_0 and F16, 2 threads, beside llama.cpp's CPU figures on the
+# same shape; plus the machine's streaming read bandwidth and what it allows for decode.
 # The models are written once into a cache folder (about 3.9 GB), and again only when
 # make-model is newer than them. Uses only the project's binaries, bash and awk.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sparse engine under a memory budget (issue 6): decode tokens/s of a "7b"-shape (Mistral-7B:
+# The sparse engine under a memory budget: decode tokens/s of a "7b"-shape (Mistral-7B:
 # dim 4096, FFN 14336, 32 layers) Q4_0 dReLU synthetic sparse model with 0%, 25%, 50% and 75% of
 # the FFN weights left on storage, for the paper's ablation ladder:
 #   dense stream  every FFN neuron computed; what is not resident is read from storage every

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PipeWeaver's schedule search against the baselines (issue 4): for each shipped model and
+# PipeWeaver's schedule search against the baselines: for each shipped model and
 # mix on 8 pipeline ranks, a 20-batch trace (seed 1), `search --json`; prints the mean step
 # time per method, PipeWeaver's speed-up over the best baseline per batch (mean / max / min)
 # and the search time per batch (p50 / max). Baselines get the same cost model and SEMU.

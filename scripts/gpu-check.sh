@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one run (issue 7): builds with CUDA, runs the cuda-labelled
+# Everything that needs a GPU, in one run: builds with CUDA, runs the cuda-labelled
 # tests, then the GPU benchmarks, and writes logs, JSON results and summary.txt into OUT_DIR.
 # Made for a short lease of a GPU machine (an H100 or H200, ~15 minutes): each step is timed
 # and a failed step does not stop the ones after it; the exit status is non-zero if any failed.

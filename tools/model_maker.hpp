@@ -1,7 +1,7 @@
 // tools/make-model's library: llama GGUF models of a chosen shape with random weights,
 // deterministic by seed, for tests and benchmarks (no real checkpoint needed).
 //
-// Weight scheme (the sparse issue builds on it; README "tools/make-model"):
+// Weight scheme (the sparse models build on it; docs/powerinfer2.md, "make-model"):
 //   - every tensor's rows are independent random streams: row r of tensor NAME draws from
 //     splitmix64 seeded with mix(seed ^ mix(fnv1a(NAME) + r * golden)), one 64-bit draw per
 //     element, so a file does not depend on the thread count or on other tensors;
@@ -12,7 +12,7 @@
 //   - norms (1-D) are 1.0; matrices are rounded to the file's type by the project's (ggml's
 //     reference) converters.
 //
-// Sparse ReGLU/dReLU models (sparsity > 0; README "tools/make-model", "Sparse models"):
+// Sparse ReGLU/dReLU models (sparsity > 0; docs/powerinfer2.md, "Sparse ReGLU/dReLU models"):
 //   - channel 0 of the residual stream is a constant "bias channel": every token_embd row has
 //     element 0 = 1 and the other elements std 1 (not 1/sqrt(dim)), row 0 of attn_output and
 //     ffn_down is zero (no layer writes channel 0), so x[0] = 1 at every layer;

@@ -51,7 +51,7 @@ std::filesystem::path write_tiny(const testing::TempDir& dir, const std::string&
   return out;
 }
 
-// The tiny preset, as the issue specifies it: an outside statement of the shapes.
+// The tiny preset, as docs/powerinfer2.md specifies it: an outside statement of the shapes.
 constexpr std::uint64_t kDim = 64, kFfn = 192, kLayers = 3, kHeads = 4, kKvHeads = 2, kVocab = 512, kCtx = 256;
 
 std::vector<std::uint64_t> expected_shape(const std::string& name) {
@@ -200,7 +200,7 @@ TEST_CASE("powerinfer2 make-model: the tiny preset in each type has the preset's
 }
 
 TEST_CASE("powerinfer2 make-model: weights are pinned numbers, independent of machine and threads", "[unit]") {
-  // From an independent Python transcription of the scheme (README, tools/make-model).
+  // From an independent Python transcription of the scheme (docs/powerinfer2.md, make-model).
   auto bits = [](float x) { std::uint32_t b; std::memcpy(&b, &x, 4); return b; };
   std::vector<float> row(64);
   mm::generate_row(1, "blk.0.attn_q.weight", 0, mm::weight_std(64), row);
@@ -334,7 +334,7 @@ TEST_CASE("powerinfer2 make-model: gguf-py reads the file and a Python transcrip
   const auto q40 = write_tiny(dir, "q4_0.gguf", "--type q4_0 --seed 11");
   const auto q80 = write_tiny(dir, "q8_0.gguf", "--type q8_0 --seed 11");
   const auto f16 = write_tiny(dir, "f16.gguf", "--type f16 --seed 11");
-  // The scheme as README describes it, transcribed independently of model_maker.cpp.
+  // The scheme as docs/powerinfer2.md describes it, transcribed independently of model_maker.cpp.
   testing::write_text(dir / "check.py", R"PY(
 import math, sys
 import numpy as np

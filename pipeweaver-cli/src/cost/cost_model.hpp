@@ -1,6 +1,6 @@
 // The cost model: how long each pass of each chunk takes on one microbatch, how many bytes
 // it keeps alive, what each rank holds statically, and how long a stage boundary's
-// transfer takes. Formulas and their sources: README.md ("Cost model").
+// transfer takes. Formulas and their sources: docs/pipeweaver.md ("Cost model").
 //
 // - Time: every GEMM is a roofline, max(FLOPs / (peak x efficiency), bytes / HBM bandwidth);
 //   attention is costed per packed sequence (its quadratic term); elementwise work (norms,

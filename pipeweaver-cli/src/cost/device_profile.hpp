@@ -1,7 +1,7 @@
 // A device profile: what a calibration run measured on one device — its peak and how much
 // of it GEMMs and attention reach as a function of the work per call. The cost model uses
 // its efficiency curves in place of the cluster spec's constant efficiencies.
-// File format "pipeweaver device profile", version 1 (README.md, "profile").
+// File format "pipeweaver device profile", version 1 (docs/formats.md, "Device profile").
 #pragma once
 
 #include <cstdint>

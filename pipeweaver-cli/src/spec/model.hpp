@@ -1,7 +1,7 @@
 // The model spec: a large multimodal model as modules (modality encoders, projectors, one
 // LLM), each a stack of identical transformer layers, plus how each modality's samples
 // become encoder sequences and LLM tokens. Parameter counts and forward FLOPs derive from
-// the shapes; the formulas are in README.md ("Derived quantities").
+// the shapes; the formulas are in docs/pipeweaver.md ("Derived quantities").
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // What a batch trace holds: global batches of samples, each sample a text part plus media
-// items counted in tokens (see README.md, "Batch trace").
+// items counted in tokens (see docs/formats.md, "Batch trace").
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 // The converted sparse model file (".pi2.gguf"): a GGUF v3 container (magic "GGUF", so
 // standard readers list it) whose FFN weights are stored per neuron, for the sparse engine.
 //
-// Layout (README "Sparse engine: the .pi2.gguf file"):
+// Layout (docs/formats.md, "The .pi2.gguf sparse model"):
 //   - every metadata key and every non-FFN tensor of the source model, unchanged;
 //   - general.alignment = 4096: every tensor's data starts on a 4 KiB boundary;
 //   - per layer N:
