@@ -22,6 +22,7 @@
 #include "io/gguf_writer.hpp"
 #include "model_maker.hpp"
 #include "ops/neuron_ops.hpp"
+#include "recall_bound.hpp"
 #include "sparse/pi2_format.hpp"
 #include "sparse/profile.hpp"
 #include "sparse/sparse_ffn.hpp"
@@ -337,26 +338,35 @@ TEST_CASE("powerinfer2 sparse: profiling sorts neurons hottest first without cha
 }
 
 TEST_CASE("powerinfer2 sparse: trained predictors reach their recall on unseen tokens", "[unit]") {
+  // The fit calibrates its margin until the recall on its own held-out split reaches the
+  // target (0.99), so the reports' recall proves nothing: the recall is measured by the
+  // runtime on fresh tokens of the same process (uniform random tokens, another seed),
+  // against recall_bound.hpp's bound.
   testing::TempDir dir;
+  const sp::PredictorFitOptions fit;
   for (auto act : {mdl::FfnActivation::reglu, mdl::FfnActivation::drelu}) {
     const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F32, act, 21);
     const auto conv = dir / "d.pi2.gguf";
     convert(dense_path, conv, 4);
     common::ThreadPool pool(2);
+    double heldout_firings = 0.0;
     {
       const eng::Model dense(dense_path.string(), &pool);
-      const sp::ActivationRecord rec = sp::record_activations(dense, pool, some_tokens(1024, 512, 1), 256, 768);
+      constexpr std::size_t kKept = 768;
+      const sp::ActivationRecord rec = sp::record_activations(dense, pool, some_tokens(1024, 512, 1), 256, kKept);
       const io::GgufFile c(conv.string());
       const sp::Pi2Model m = sp::load_pi2(c, dense.config);
       std::vector<std::vector<std::int32_t>> perm;
       for (const auto& L : m.layers) perm.emplace_back(L.perm.begin(), L.perm.end());
       std::vector<sp::LayerFitReport> reports;
       sp::Pi2WriteSpec spec;
-      spec.predictors = sp::train_predictors(dense, pool, rec, perm, sp::PredictorFitOptions{}, reports);
+      spec.predictors = sp::train_predictors(dense, pool, rec, perm, fit, reports);
+      std::size_t n_holdout = 0;
+      for (std::size_t i = 0; i < kKept; ++i) n_holdout += sp::is_holdout(i, fit.holdout);
       for (const auto& r : reports) {
-        CHECK(r.recall >= 0.98);
         CHECK(r.precision > r.true_fraction * 2.0);  // far better than guessing
         CHECK(r.rank <= 16);
+        heldout_firings += r.true_fraction * static_cast<double>(n_holdout * dense.config.ffn_dim);
       }
       sp::write_pi2(c, dense.config, spec, conv.string(), &pool);
     }
@@ -366,16 +376,25 @@ TEST_CASE("powerinfer2 sparse: trained predictors reach their recall on unseen t
     o.offload_ffn = 0.5;
     eng::Runtime rt(conv.string(), o);
     REQUIRE(rt.model.pi2->has_predictor());
-    run(rt.forward, some_tokens(5, 512, 77), 60);
+    const std::vector<mdl::TokenId> fresh = some_tokens(o.n_ctx, 512, 2);
     const sp::SparseStats& s = rt.sparse->stats();
+    recall_bound::Samples per_token;
+    for (std::size_t pos = 0; pos < fresh.size(); ++pos) {
+      const std::uint64_t fired = s.true_neurons, found = s.found_neurons;
+      rt.forward.decode(fresh[pos], pos);
+      per_token.add(static_cast<double>(s.true_neurons - fired), static_cast<double>(s.found_neurons - found));
+    }
+    REQUIRE(s.sparse_tokens == fresh.size());
     const double recall = static_cast<double>(s.found_neurons) / static_cast<double>(s.true_neurons);
+    const double bound = recall_bound::bound(fit.target_recall, heldout_firings, per_token);
     const double computed = static_cast<double>(s.predicted_neurons) /
                             static_cast<double>(s.sparse_tokens * rt.model.config.n_layer * rt.model.config.ffn_dim);
-    INFO(mdl::activation_name(act) << ": recall " << recall << " on unseen tokens, " << computed
+    WARN(mdl::activation_name(act) << ": recall " << recall << " on " << fresh.size() << " fresh tokens (bound "
+                                   << bound << ", " << s.true_neurons << " firings, design effect "
+                                   << per_token.design_effect() << "), " << computed
                                    << " of the neurons computed per token");
-    CHECK(recall >= 0.97);
+    CHECK(recall >= bound);
     CHECK(computed < 0.3);
-    CHECK(s.sparse_tokens == 60);
   }
 }
 
