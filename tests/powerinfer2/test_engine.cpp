@@ -20,7 +20,10 @@
 #include "engine/kernels.hpp"
 #include "engine/model.hpp"
 #include "engine/sampler.hpp"
+#include "io/gguf_reader.hpp"
+#include "io/gguf_writer.hpp"
 #include "ops/simd.hpp"
+#include "reference_decode.hpp"
 #include "test_support.hpp"
 #include "tokenizer_fixtures.hpp"
 
@@ -95,6 +98,28 @@ std::string write_tiny(const std::filesystem::path& path, const TinySpec& s, std
     add("output_norm.weight", {s.dim}, 0.1f, 1.0f);
     if (s.separate_output) add("output.weight", {s.dim, vocab}, 0.2f);
   });
+}
+
+// The model at `in` with every tensor decoded to F32 from its bytes (reference_decode.hpp):
+// the same weights, run by the F32 kernels.
+void write_decoded_f32(const std::string& in, const std::string& out) {
+  const io::GgufFile f(in);
+  io::GgufWriter w;
+  for (const auto& kv : f.metadata()) w.set(kv.key, kv.value);
+  for (const io::GgufTensorInfo& t : f.tensor_infos()) {
+    const io::GgufTensorView v = f.tensor(t.name);
+    const std::size_t cols = v.shape[0], rows = v.n_elements / cols, row_bytes = v.size_bytes / rows;
+    std::vector<double> row(cols);
+    std::vector<float> values(v.n_elements);
+    for (std::size_t r = 0; r < rows; ++r) {
+      refdec::decode_row(v.type, v.data.data() + r * row_bytes, cols, row.data());
+      std::copy(row.begin(), row.end(), values.begin() + static_cast<std::ptrdiff_t>(r * cols));
+    }
+    std::vector<std::uint8_t> bytes(values.size() * sizeof(float));
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+    w.add_tensor(t.name, io::GgmlType::F32, std::vector<std::uint64_t>(v.shape.begin(), v.shape.end()), std::move(bytes));
+  }
+  w.write(out);
 }
 
 }  // namespace
@@ -492,8 +517,14 @@ TEST_CASE("powerinfer2 engine: repacked Q8_0 / Q4_0 weights give the logits of t
 
 // Quantized weights (Q8_0 / Q4_0 from `powerinfer2-cli quantize`; ffn_down, 172 wide, stays
 // F32) against F32 on stories260K, along the F32 greedy path: the largest logit error
-// relative to the F32 logits' spread (max - min at that position). Tolerances measured with
-// margin: Q8_0 stays under 2% of the spread, Q4_0 under 10%.
+// relative to the F32 logits' spread (max - min at that position), split in two:
+// - the kernels: the quantized engine against the F32 engine on the same weights decoded
+//   from the quantized file's bytes (what is left: Q8_0 activations, summation order):
+//   0.93% of the spread measured for both types, no argmax changed;
+// - the weights: the quantized engine against the F32 model. stories260K is tiny (dim 64):
+//   Q4_0 weights move its logits by about 30% of their spread (0.298 measured) and change
+//   the argmax at 9 of 64 positions; Q8_0 by 1.25% (mostly its activations), none changed.
+// Tolerances: the measured figures with about 15% to spare.
 TEST_CASE("powerinfer2 engine: Q8_0 and Q4_0 logits stay near F32 on stories260K", "[golden]") {
   const auto shared = testing::shared_dir();
   if (shared.empty() || !std::filesystem::exists(shared / "models" / "stories260K.bin"))
@@ -517,15 +548,13 @@ TEST_CASE("powerinfer2 engine: Q8_0 and Q4_0 logits stay near F32 on stories260K
     }
   }
   const std::size_t V = ref.config.vocab;
-  std::vector<float> want(path.size() * V);
-  eng::Forward(ref, pool).prefill(path, 0, want);
-
-  for (auto [type, tol, min_same_top] : {std::tuple{"q8_0", 0.02, 62}, std::tuple{"q4_0", 0.40, 48}}) {
-    const std::string q = (dir / (std::string(type) + ".gguf")).string();
-    REQUIRE(testing::run_command(cli() + " quantize " + f32 + " " + q + " " + type).exit_code == 0);
-    const eng::Model qm(q);
-    std::vector<float> got(path.size() * V);
-    eng::Forward(qm, pool).prefill(path, 0, got);
+  auto logits_of = [&](const eng::Model& m) {
+    std::vector<float> out(path.size() * V);
+    eng::Forward(m, pool).prefill(path, 0, out);
+    return out;
+  };
+  // The largest error relative to `want`'s spread, and the positions where the argmax agrees.
+  auto compare = [&](const std::vector<float>& want, const std::vector<float>& got) {
     double worst = 0;
     std::size_t same_top = 0;
     for (std::size_t i = 0; i < path.size(); ++i) {
@@ -536,9 +565,30 @@ TEST_CASE("powerinfer2 engine: Q8_0 and Q4_0 logits stay near F32 on stories260K
       worst = std::max(worst, d / double(*mx - *mn));
       same_top += eng::argmax(w) == eng::argmax(g);
     }
-    INFO(type << ": max logit error / spread " << worst << ", same argmax at " << same_top << " of " << path.size());
-    CHECK(worst < tol);
-    CHECK(same_top >= static_cast<std::size_t>(min_same_top));
-    WARN(type << ": max logit error / spread " << worst << ", same argmax at " << same_top << " of " << path.size());
+    return std::pair{worst, same_top};
+  };
+  const std::vector<float> want = logits_of(ref);
+
+  struct Case {
+    const char* type;
+    double kernel_tol, weight_tol;
+    std::size_t min_same_top;
+  };
+  for (const Case& c : {Case{"q8_0", 0.011, 0.015, 63}, Case{"q4_0", 0.011, 0.35, 52}}) {
+    const std::string q = (dir / (std::string(c.type) + ".gguf")).string();
+    REQUIRE(testing::run_command(cli() + " quantize " + f32 + " " + q + " " + c.type).exit_code == 0);
+    const std::string decoded = (dir / (std::string(c.type) + "-as-f32.gguf")).string();
+    write_decoded_f32(q, decoded);
+    const std::vector<float> got = logits_of(eng::Model(q));
+    const auto [kernel_err, kernel_same] = compare(logits_of(eng::Model(decoded)), got);
+    const auto [weight_err, same_top] = compare(want, got);
+    WARN(c.type << ": max logit error / spread against the same weights in F32 " << kernel_err << " (tolerance "
+                << c.kernel_tol << "), against the F32 model " << weight_err << " (tolerance " << c.weight_tol
+                << "); same argmax at " << same_top << " of " << path.size() << " (at least " << c.min_same_top
+                << ")");
+    CHECK(kernel_err < c.kernel_tol);
+    CHECK(kernel_same == path.size());
+    CHECK(weight_err < c.weight_tol);
+    CHECK(same_top >= c.min_same_top);
   }
 }
