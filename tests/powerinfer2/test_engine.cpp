@@ -13,8 +13,11 @@
 #include <set>
 #include <tuple>
 
+#include <nlohmann/json.hpp>
+
 #include "common/aligned_buffer.hpp"
 #include "common/thread_pool.hpp"
+#include "common/timer.hpp"
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
 #include "engine/kernels.hpp"
@@ -22,6 +25,7 @@
 #include "engine/sampler.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
+#include "json_text.hpp"
 #include "ops/simd.hpp"
 #include "reference_decode.hpp"
 #include "test_support.hpp"
@@ -430,20 +434,64 @@ TEST_CASE("powerinfer2 generate: bad input exits 3 with a message", "[unit]") {
   CHECK(r.err.rfind("error: " + m3 + ": tensor blk.1.ffn_up.weight has shape 64x97, expected 64x96 from "
                     "llama.feed_forward_length", 0) == 0);
 
-  // The same seed gives the same text; --json has the documented fields.
+  // The same seed gives the same text; --json holds the run's own values.
   const std::string good = write_tiny(dir / "good.gguf", TinySpec{});
-  const std::string gen = cli() + " generate -m " + good + " -p 'a b' -n 12 --temp 0.9 -s 5 --json";
-  r = testing::run_command(gen);
+  const std::string gen = cli() + " generate -m " + good + " -p 'a b' -n 12 --temp 0.9 -s 5";
+  common::Stopwatch wall;
+  r = testing::run_command(gen + " --json");
+  const double gen_wall_ms = wall.elapsed_ms();
   REQUIRE(r.exit_code == 0);
-  auto text_and_tokens = [](const std::string& json) { return json.substr(0, json.find("\"prompt_tokens\"")); };
-  CHECK(text_and_tokens(r.out) == text_and_tokens(testing::run_command(gen).out));
-  for (const char* key : {"\"text\"", "\"tokens\"", "\"prompt_tokens\":3", "\"prefill_tok_s\"", "\"decode_tok_s\"",
-                          "\"ttft_ms\"", "\"peak_rss_bytes\""})
-    CHECK(r.out.find(key) != std::string::npos);
+  const auto j = nlohmann::json::parse(r.out);
+  const auto again = nlohmann::json::parse(testing::run_command(gen + " --json").out);
+  CHECK(again["text"] == j["text"]);
+  CHECK(again["tokens"] == j["tokens"]);
+  // The plain run prints the same text, then a newline; its statistics line the same counts.
+  const testing::CommandResult plain = testing::run_command(gen);
+  CHECK(plain.exit_code == 0);
+  CHECK(as_json_text(plain.out) == j["text"].get<std::string>() + "\n");
+  CHECK(plain.err.find("prompt: 3 tokens") != std::string::npos);
+  CHECK(plain.err.find("decode: 12 tokens") != std::string::npos);
+  CHECK(j["prompt_tokens"] == 3);  // BOS, "a", "b"
+  CHECK(j["generated_tokens"] == 12);  // -n: this seed samples no end-of-sequence token
+  CHECK(j["tokens"].size() == 12);
+  for (const auto& t : j["tokens"]) {
+    CHECK(t.get<int>() > 2);  // not <unk>, BOS or EOS
+    CHECK(t.get<int>() < static_cast<int>(tokfix::kVocabSize));
+  }
+  // Rates and times of one run agree: the prefill ends before the first token (ttft), and
+  // prefill plus the 11 decode steps fit in the process's wall time.
+  const double prefill_tok_s = j["prefill_tok_s"], decode_tok_s = j["decode_tok_s"], ttft_ms = j["ttft_ms"];
+  INFO("prefill " << prefill_tok_s << " tok/s, decode " << decode_tok_s << " tok/s, ttft " << ttft_ms
+                  << " ms, wall " << gen_wall_ms << " ms");
+  CHECK(prefill_tok_s > 0.0);
+  CHECK(decode_tok_s > 0.0);
+  CHECK(1000.0 * 3 / prefill_tok_s <= ttft_ms);
+  CHECK(ttft_ms + 1000.0 * 11 / decode_tok_s <= gen_wall_ms);
+  CHECK(j["peak_rss_bytes"].get<double>() > 1 << 20);
+  CHECK(j["peak_rss_bytes"].get<double>() < 1 << 30);
+
+  wall.reset();
   r = testing::run_command(cli() + " bench -m " + good + " -p 16 -n 8 -r 2 -t 2 --json");
-  CHECK(r.exit_code == 0);
-  CHECK(r.out.find("\"prefill_tok_s\"") != std::string::npos);
-  CHECK(r.out.find("\"decode_tok_s\"") != std::string::npos);
+  const double bench_wall_s = wall.elapsed_s();
+  REQUIRE(r.exit_code == 0);
+  const auto b = nlohmann::json::parse(r.out);
+  CHECK(b["model"] == good);
+  CHECK(b["weight_type"] == "F32");
+  CHECK(b["threads"] == 2);
+  CHECK(b["n_prompt"] == 16);
+  CHECK(b["n_gen"] == 8);
+  CHECK(b["reps"] == 2);
+  CHECK(b["device"] == "cpu");
+  CHECK_FALSE(b.contains("memory_budget_bytes"));  // a dense model has no sparse figures
+  const double pp = b["prefill_tok_s"], tg = b["decode_tok_s"];
+  INFO("pp " << pp << " tok/s, tg " << tg << " tok/s, wall " << bench_wall_s << " s");
+  CHECK(pp > 0.0);
+  CHECK(tg > 0.0);
+  CHECK(b["prefill_tok_s_stddev"].get<double>() >= 0.0);
+  CHECK(b["decode_tok_s_stddev"].get<double>() >= 0.0);
+  // Each repetition takes tokens / rate; the mean of the rates bounds the sum of the times
+  // from below (1/x is convex): reps * (tokens / mean rate) <= the process's wall time.
+  CHECK(2 * (16 / pp + 8 / tg) <= bench_wall_s);
   r = testing::run_command(cli() + " bench -m " + good + " -p 100 -n 8");
   CHECK(r.exit_code == 3);
 }
