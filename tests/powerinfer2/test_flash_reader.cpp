@@ -138,8 +138,9 @@ struct EnvGuard {
 
 }  // namespace
 
-// Registers `fn(backend)` as one test case per backend: CTest runs each alone, so a backend
-// skipped here hides no other's result.
+// Registers `fn(backend)` as one test case per backend (_DIRECT: the two O_DIRECT ones; _ALL:
+// and the buffered pread pool): CTest runs each alone, so a backend skipped here hides no
+// other's result.
 #define FLASH_READER_TESTS_DIRECT(title, fn)                                                  \
   TEST_CASE("powerinfer2 flash reader: " title " (io_uring)", "[unit]") {                    \
     fn(ReadBackend::io_uring);                                                                \
@@ -153,8 +154,7 @@ struct EnvGuard {
     fn(ReadBackend::buffered_pread);                                                          \
   }
 
-// Random aligned reads from two threads land exactly.
-void random_reads_land_exactly(ReadBackend want) {
+static void random_reads_land_exactly(ReadBackend want) {
   testing::TempDir dir;
   auto content = known_bytes(kFileBytes);
   write_bytes(dir / "weights.bin", content);
@@ -204,8 +204,7 @@ void random_reads_land_exactly(ReadBackend want) {
 }
 FLASH_READER_TESTS_ALL("random aligned reads from two threads land exactly", random_reads_land_exactly)
 
-// 1000 small reads at queue depth 4 complete.
-void small_reads_complete(ReadBackend want) {
+static void small_reads_complete(ReadBackend want) {
   testing::TempDir dir;
   auto content = known_bytes(kFileBytes);
   write_bytes(dir / "weights.bin", content);
@@ -233,8 +232,7 @@ void small_reads_complete(ReadBackend want) {
 }
 FLASH_READER_TESTS_DIRECT("1000 small reads at queue depth 4 complete", small_reads_complete)
 
-// Reads past the end fail with the file and offset.
-void reads_past_the_end_fail(ReadBackend want) {
+static void reads_past_the_end_fail(ReadBackend want) {
   testing::TempDir dir;
   auto content = known_bytes(kFileBytes + 100);  // the last block holds 100 bytes
   const auto path = dir / "weights.bin";
@@ -274,8 +272,7 @@ void reads_past_the_end_fail(ReadBackend want) {
 }
 FLASH_READER_TESTS_ALL("reads past the end fail with the file and offset", reads_past_the_end_fail)
 
-// The end of file met by the I/O thread names file and offset.
-void end_of_file_in_io_thread(ReadBackend want) {
+static void end_of_file_in_io_thread(ReadBackend want) {
   testing::TempDir dir;
   const auto path = dir / "weights.bin";
   write_bytes(path, known_bytes(kFileBytes));
@@ -299,8 +296,7 @@ TEST_CASE("powerinfer2 flash reader: a missing file throws an IoError naming it"
   CHECK_THROWS_WITH(FlashReader(path), Catch::Contains(path) && Catch::Contains("No such file"));
 }
 
-// Stats count reads, bytes and busy time.
-void stats_count(ReadBackend want) {
+static void stats_count(ReadBackend want) {
   testing::TempDir dir;
   write_bytes(dir / "weights.bin", known_bytes(kFileBytes));
   auto reader = open_reader(dir / "weights.bin", 8, want);
@@ -332,8 +328,7 @@ void stats_count(ReadBackend want) {
 }
 FLASH_READER_TESTS_DIRECT("stats count reads, bytes and busy time", stats_count)
 
-// O_DIRECT reads leave no pages in the page cache.
-void page_cache_untouched(ReadBackend want) {
+static void page_cache_untouched(ReadBackend want) {
   testing::TempDir dir;
   const auto path = dir / "weights.bin";
   write_bytes(path, known_bytes(kFileBytes));
@@ -397,8 +392,7 @@ TEST_CASE("powerinfer2 flash reader: PWPI_IO_BACKEND picks the backend", "[unit]
                                     << reader.backend_description());
 }
 
-// The destructor completes every submitted read.
-void destructor_completes_reads(ReadBackend want) {
+static void destructor_completes_reads(ReadBackend want) {
   testing::TempDir dir;
   write_bytes(dir / "weights.bin", known_bytes(kFileBytes));
   constexpr std::size_t kReads = 256;
@@ -447,8 +441,7 @@ TEST_CASE("powerinfer2 flash reader: wait_done sleeps until another thread sets 
   setter.join();
 }
 
-// Measure_read_bandwidth reports consistent figures.
-void bandwidth_figures(ReadBackend want) {
+static void bandwidth_figures(ReadBackend want) {
   auto random = GENERATE(true, false);
   testing::TempDir dir;
   const std::string path = (dir / "weights.bin").string();

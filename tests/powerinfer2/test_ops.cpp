@@ -148,8 +148,7 @@ TEST_CASE("powerinfer2 ops: the kernels were built for the expected instruction 
   const Level built = compiled_level(), cpu = cpu_level();
   INFO("kernels: " << simd() << ", compile flags: " << level_name(built) << ", CPU: " << level_name(cpu));
   CHECK(simd() == level_name(built));
-  // Kernels the CPU cannot run would have died with SIGILL before this point; the check
-  // names the cause.
+  // Flags beyond the CPU fault at the first such instruction: this names the cause.
   CHECK(built <= cpu);
 #if defined(PWPI_OPS_VARIANT)  // the AVX2 / plain x86-64 builds of this file
   if (std::string(PWPI_OPS_VARIANT) == "scalar") CHECK(simd() == "scalar");
