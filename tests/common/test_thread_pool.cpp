@@ -1,8 +1,12 @@
 #include "common/thread_pool.hpp"
 
+#include <atomic>
+#include <mutex>
 #include <numeric>
 #include <set>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -101,14 +105,47 @@ TEST_CASE("nested regions and regions inside tasks run inline instead of deadloc
 }
 
 TEST_CASE("regions from several caller threads are serialised", "[unit]") {
+  // Every chunk logs its region (caller, round) when it starts and checks, under a lock, that
+  // no chunk of another region is running. Serialised regions never overlap, and each
+  // region's chunks form one unbroken run of the log.
+  constexpr int kCallers = 4, kRounds = 50;
+  constexpr std::size_t kChunks = 16;  // 64 indices, grain 4
   ThreadPool pool(3);
+  std::mutex m;
+  std::vector<int> log;  // region of each chunk, in start order
+  int running_region = -1, running_chunks = 0, overlaps = 0;
   std::atomic<long> total{0};
   std::vector<std::thread> callers;
-  for (int c = 0; c < 4; ++c)
-    callers.emplace_back([&] {
-      for (int r = 0; r < 50; ++r)
-        pool.parallel_for(0, 64, 4, [&](std::size_t b, std::size_t e) { total += static_cast<long>(e - b); });
+  for (int c = 0; c < kCallers; ++c)
+    callers.emplace_back([&, c] {
+      for (int r = 0; r < kRounds; ++r) {
+        const int region = c * kRounds + r;
+        pool.parallel_for(0, 64, 4, [&](std::size_t b, std::size_t e) {
+          {
+            std::lock_guard<std::mutex> lock(m);
+            if (running_chunks > 0 && running_region != region) ++overlaps;
+            running_region = region;
+            ++running_chunks;
+            log.push_back(region);
+          }
+          total += static_cast<long>(e - b);
+          std::this_thread::yield();  // widen the window in which an overlap would show
+          std::lock_guard<std::mutex> lock(m);
+          --running_chunks;
+        });
+      }
     });
   for (auto& t : callers) t.join();
-  CHECK(total.load() == 4L * 50 * 64);
+  CHECK(overlaps == 0);
+  CHECK(total.load() == long{kCallers} * kRounds * 64);
+  REQUIRE(log.size() == kCallers * kRounds * kChunks);
+  std::set<int> finished;
+  std::size_t broken_runs = 0;
+  for (std::size_t i = 0; i < log.size(); i += kChunks) {
+    const int region = log[i];
+    for (std::size_t j = i; j < i + kChunks; ++j) broken_runs += log[j] != region;
+    finished.insert(region);
+  }
+  CHECK(broken_runs == 0);
+  CHECK(finished.size() == std::size_t{kCallers} * kRounds);  // every region ran, each once
 }

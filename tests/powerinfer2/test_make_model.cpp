@@ -18,6 +18,7 @@
 #include "engine/model.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
+#include "json_text.hpp"
 #include "model/tokenizer.hpp"
 #include "model_maker.hpp"
 #include "ops/fp16.hpp"
@@ -241,9 +242,15 @@ TEST_CASE("powerinfer2 make-model: each activation is stored and generate runs o
   REQUIRE(r.exit_code == 0);
   const auto j = nlohmann::json::parse(r.out);
   CHECK(j["generated_tokens"].get<int>() >= 1);
+  CHECK(j["generated_tokens"].get<int>() <= 12);
+  CHECK(j["tokens"].size() == j["generated_tokens"].get<std::size_t>());
   CHECK(j["prompt_tokens"].get<int>() == 1 + 13 + 4);  // BOS, a letter or a "▁" each
   for (const auto& t : j["tokens"]) CHECK(t.get<int>() < static_cast<int>(kVocab));
+  CHECK(j["prefill_tok_s"].get<double>() > 0.0);
   CHECK(std::isfinite(j["decode_tok_s"].get<double>()));
+  // The same seed without --json prints the same text.
+  const testing::CommandResult plain = cli("generate -m " + q(path) + " -p 'Once upon a time' -n 12 --temp 0.8 -s 4");
+  CHECK(as_json_text(plain.out) == j["text"].get<std::string>() + "\n");
 }
 
 TEST_CASE("powerinfer2 make-model: the byte-level vocabulary tokenizes any text", "[unit]") {

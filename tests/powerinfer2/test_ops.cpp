@@ -3,6 +3,7 @@
 // dot products (random, odd-sized, misaligned inputs) and matvec / matmul on 1-3 threads.
 // This file is also built for AVX2 and for plain x86-64 (see CMakeLists.txt), so every
 // SIMD path is exercised on an AVX-512 machine.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
@@ -13,6 +14,10 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "alloc_counter.hpp"
 #include "common/errors.hpp"
@@ -94,15 +99,65 @@ struct QuantizedAct {
 
 std::string simd() { return ops::simd_name(); }
 
+// The kernels' SIMD paths, in order of the instructions they need.
+enum class Level { scalar, avx2, avx512_vnni };
+
+const char* level_name(Level l) {
+  return l == Level::avx512_vnni ? "avx512-vnni" : l == Level::avx2 ? "avx2" : "scalar";
+}
+
+// The path this translation unit's target flags enable (ops/simd.hpp's condition).
+Level compiled_level() {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
+  return Level::avx512_vnni;
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  return Level::avx2;
+#else
+  return Level::scalar;
+#endif
+}
+
+// The best path the running CPU and OS support, from cpuid and xgetbv (OS-enabled register
+// state): AVX2 + FMA + F16C; AVX-512 F/BW/DQ/VL + VNNI + VBMI.
+Level cpu_level() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return Level::scalar;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+  if (!osxsave || !avx) return Level::scalar;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6u) != 0x6u) return Level::scalar;  // SSE and AVX state
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return Level::scalar;
+  const bool avx2 = b & (1u << 5);
+  const bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31)) &&  // F DQ BW VL
+                      (c & (1u << 1)) && (c & (1u << 11)) &&                                            // VBMI VNNI
+                      (xcr0_lo & 0xE6u) == 0xE6u;  // opmask and ZMM state
+  if (avx512 && avx2 && fma && f16c) return Level::avx512_vnni;
+  if (avx2 && fma && f16c) return Level::avx2;
+#endif
+  return Level::scalar;
+}
+
 }  // namespace
 
 TEST_CASE("powerinfer2 ops: the kernels were built for the expected instruction set", "[unit]") {
+  // This file is compiled with the kernels' flags: its own predefined macros say which path
+  // those flags select, and cpuid says which the running CPU offers.
+  const Level built = compiled_level(), cpu = cpu_level();
+  INFO("kernels: " << simd() << ", compile flags: " << level_name(built) << ", CPU: " << level_name(cpu));
+  CHECK(simd() == level_name(built));
+  // Flags beyond the CPU fault at the first such instruction: this names the cause.
+  CHECK(built <= cpu);
 #if defined(PWPI_OPS_VARIANT)  // the AVX2 / plain x86-64 builds of this file
   if (std::string(PWPI_OPS_VARIANT) == "scalar") CHECK(simd() == "scalar");
-  if (std::string(PWPI_OPS_VARIANT) == "avx2") CHECK(simd() != "avx512-vnni");
+  if (std::string(PWPI_OPS_VARIANT) == "avx2") CHECK(simd() == level_name(std::min(cpu, Level::avx2)));
+#elif defined(PWPI_TEST_NATIVE)
+  // -march=native: the best path the CPU supports.
+  CHECK(simd() == level_name(cpu));
 #endif
-  CHECK((simd() == "avx512-vnni" || simd() == "avx2" || simd() == "scalar"));
-  WARN("kernels: " << simd());
+  WARN("kernels: " << simd() << " (CPU offers " << level_name(cpu) << ")");
 }
 
 // --- fp16 / bf16 ------------------------------------------------------------------------------

@@ -7,21 +7,27 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <numeric>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
 #include "common/errors.hpp"
 #include "common/file_io.hpp"
 #include "common/thread_pool.hpp"
+#include "common/timer.hpp"
 #include "engine/forward.hpp"
 #include "engine/model.hpp"
 #include "engine/runtime.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
+#include "json_text.hpp"
 #include "model_maker.hpp"
 #include "ops/neuron_ops.hpp"
+#include "recall_bound.hpp"
+#include "reference_decode.hpp"
 #include "sparse/pi2_format.hpp"
 #include "sparse/profile.hpp"
 #include "sparse/sparse_ffn.hpp"
@@ -103,6 +109,35 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return mx / std::max(scale, 1e-30);
 }
 
+// The sparse figures of generate / bench --json, against each other and the process's wall
+// time: the plan fits the budget, rates are shares, the stalls of at least `min_tokens`
+// tokens fit in the run.
+void check_sparse_json(const nlohmann::json& j, double min_tokens, double wall_s) {
+  INFO(j.dump());
+  const auto budget = j["memory_budget_bytes"].get<std::uint64_t>();
+  CHECK(budget > 0);
+  CHECK(j["fixed_bytes"].get<std::uint64_t>() + j["hot_bytes"].get<std::uint64_t>() +
+            j["cold_bytes"].get<std::uint64_t>() + j["stream_bytes"].get<std::uint64_t>() <=
+        budget);
+  CHECK(j["offload_ffn"].get<double>() >= 0.0);
+  CHECK(j["offload_ffn"].get<double>() <= 1.0);
+  // Reads exactly when part of the FFN is on storage.
+  CHECK((j["bytes_read_per_token"].get<double>() > 0.0) == (j["offload_ffn"].get<double>() > 0.0));
+  const double hit = j["cache_hit_rate"], hot = j["hot_hit_rate"], cold = j["cold_hit_rate"];
+  for (double rate : {hit, hot, cold}) {
+    CHECK(rate >= 0.0);
+    CHECK(rate <= 1.0);
+  }
+  // Hits are hot hits, or cold hits among the rest.
+  CHECK(hit == Approx(hot + (1.0 - hot) * cold).margin(1e-12));
+  CHECK(j["io_stall_ms_per_token"].get<double>() >= 0.0);
+  CHECK(j["io_stall_ms_per_token"].get<double>() * min_tokens <= 1000.0 * wall_s);
+  CHECK(j["neurons_computed_per_token"].get<double>() > 0.0);
+  CHECK(j["predictor_precision"].get<double>() > 0.0);
+  CHECK(j["predictor_precision"].get<double>() <= 1.0);
+  CHECK(j["peak_rss_bytes"].get<double>() > 0.0);
+}
+
 }  // namespace
 
 TEST_CASE("powerinfer2 sparse: bundle geometry keeps every cluster on 4 KiB boundaries", "[unit]") {
@@ -166,6 +201,12 @@ TEST_CASE("powerinfer2 sparse: a bundle holds gate row, up row and down column o
 }
 
 TEST_CASE("powerinfer2 sparse: neuron_axpy matches its reference on every bundle type", "[unit]") {
+  // Both the kernel and ops::ref (the same code without AVX-512) against y + a w in double,
+  // with w decoded from the bundle's bytes in the test. Float rounding: the scaled weight
+  // (a d for the blocks), the product and the sum each round once, so the error stays within
+  // 3 ulp of |y| + |a w|: tolerance 4 eps (|y| + |a w|).
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto type : {io::GgmlType::F32, io::GgmlType::F16, io::GgmlType::Q8_0, io::GgmlType::Q4_0}) {
     const std::size_t n = 96;
     const sp::BundleGeometry g = sp::bundle_geometry(type, n, 1, 1);
@@ -176,14 +217,30 @@ TEST_CASE("powerinfer2 sparse: neuron_axpy matches its reference on every bundle
     std::vector<std::uint8_t> zeros(g.part_bytes * 2, 0);
     const powerinfer2::ops::WeightMatrix zm{type, zeros.data(), 1, n, powerinfer2::ops::WeightLayout::gguf};
     sp::make_bundle(g, zm, zm, src.data(), 0, row.data());
-    std::vector<float> y(n, 0.25f), y_ref(n, 0.25f);
-    powerinfer2::ops::neuron_axpy(type, row.data() + g.down_offset(), -0.75f, y.data(), n);
-    powerinfer2::ops::ref::neuron_axpy(type, row.data() + g.down_offset(), -0.75f, y_ref.data(), n);
-    double mx = 0.0;
-    for (std::size_t i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(std::fabs(y[i] - y_ref[i])));
-    INFO(io::ggml_type_name(type) << " max diff " << mx);
-    CHECK(mx <= 1e-5);
-    CHECK(y_ref[1] != 0.25f);  // the reference did something
+    std::vector<double> w(n);
+    refdec::decode_row(type, row.data() + g.down_offset(), n, w.data());
+    // The down part holds src (quantized for Q8_0 / Q4_0: within half a step of d, d = max |src| / 127 or / 8).
+    const double step = type == io::GgmlType::Q4_0 ? 1.5 / 8 : type == io::GgmlType::Q8_0 ? 1.5 / 127 : 0.0;
+    for (std::size_t i = 0; i < n; ++i) CHECK(std::abs(w[i] - src[i]) <= (type == io::GgmlType::F16 ? 1e-3 : step));
+
+    const float a = -0.75f;
+    std::vector<float> y0(n);
+    for (float& v : y0) v = normal(rng);
+    std::vector<float> y = y0, y_ref = y0;
+    powerinfer2::ops::neuron_axpy(type, row.data() + g.down_offset(), a, y.data(), n);
+    powerinfer2::ops::ref::neuron_axpy(type, row.data() + g.down_offset(), a, y_ref.data(), n);
+    double worst = 0.0, worst_ref = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double want = static_cast<double>(y0[i]) + static_cast<double>(a) * w[i];
+      const double scale = std::abs(static_cast<double>(y0[i])) + std::abs(static_cast<double>(a) * w[i]);
+      const double eps = std::numeric_limits<float>::epsilon();
+      worst = std::max(worst, std::abs(y[i] - want) / (eps * scale));
+      worst_ref = std::max(worst_ref, std::abs(y_ref[i] - want) / (eps * scale));
+    }
+    WARN(io::ggml_type_name(type) << " neuron_axpy vs double: max error " << worst << " eps (kernel), " << worst_ref
+                                  << " eps (ops::ref); tolerance 4");
+    CHECK(worst <= 4.0);
+    CHECK(worst_ref <= 4.0);
   }
 }
 
@@ -337,26 +394,35 @@ TEST_CASE("powerinfer2 sparse: profiling sorts neurons hottest first without cha
 }
 
 TEST_CASE("powerinfer2 sparse: trained predictors reach their recall on unseen tokens", "[unit]") {
+  // The fit calibrates its margin until the recall on its own held-out split reaches the
+  // target (0.99), so the reports' recall proves nothing: the recall is measured by the
+  // runtime on fresh tokens of the same process (uniform random tokens, another seed),
+  // against recall_bound.hpp's bound.
   testing::TempDir dir;
+  const sp::PredictorFitOptions fit;
   for (auto act : {mdl::FfnActivation::reglu, mdl::FfnActivation::drelu}) {
     const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F32, act, 21);
     const auto conv = dir / "d.pi2.gguf";
     convert(dense_path, conv, 4);
     common::ThreadPool pool(2);
+    double heldout_firings = 0.0;
     {
       const eng::Model dense(dense_path.string(), &pool);
-      const sp::ActivationRecord rec = sp::record_activations(dense, pool, some_tokens(1024, 512, 1), 256, 768);
+      constexpr std::size_t kKept = 768;
+      const sp::ActivationRecord rec = sp::record_activations(dense, pool, some_tokens(1024, 512, 1), 256, kKept);
       const io::GgufFile c(conv.string());
       const sp::Pi2Model m = sp::load_pi2(c, dense.config);
       std::vector<std::vector<std::int32_t>> perm;
       for (const auto& L : m.layers) perm.emplace_back(L.perm.begin(), L.perm.end());
       std::vector<sp::LayerFitReport> reports;
       sp::Pi2WriteSpec spec;
-      spec.predictors = sp::train_predictors(dense, pool, rec, perm, sp::PredictorFitOptions{}, reports);
+      spec.predictors = sp::train_predictors(dense, pool, rec, perm, fit, reports);
+      std::size_t n_holdout = 0;
+      for (std::size_t i = 0; i < kKept; ++i) n_holdout += sp::is_holdout(i, fit.holdout);
       for (const auto& r : reports) {
-        CHECK(r.recall >= 0.98);
         CHECK(r.precision > r.true_fraction * 2.0);  // far better than guessing
         CHECK(r.rank <= 16);
+        heldout_firings += r.true_fraction * static_cast<double>(n_holdout * dense.config.ffn_dim);
       }
       sp::write_pi2(c, dense.config, spec, conv.string(), &pool);
     }
@@ -366,16 +432,25 @@ TEST_CASE("powerinfer2 sparse: trained predictors reach their recall on unseen t
     o.offload_ffn = 0.5;
     eng::Runtime rt(conv.string(), o);
     REQUIRE(rt.model.pi2->has_predictor());
-    run(rt.forward, some_tokens(5, 512, 77), 60);
+    const std::vector<mdl::TokenId> fresh = some_tokens(o.n_ctx, 512, 2);
     const sp::SparseStats& s = rt.sparse->stats();
+    recall_bound::Samples per_token;
+    for (std::size_t pos = 0; pos < fresh.size(); ++pos) {
+      const std::uint64_t fired = s.true_neurons, found = s.found_neurons;
+      rt.forward.decode(fresh[pos], pos);
+      per_token.add(static_cast<double>(s.true_neurons - fired), static_cast<double>(s.found_neurons - found));
+    }
+    REQUIRE(s.sparse_tokens == fresh.size());
     const double recall = static_cast<double>(s.found_neurons) / static_cast<double>(s.true_neurons);
+    const double bound = recall_bound::bound(fit.target_recall, heldout_firings, per_token);
     const double computed = static_cast<double>(s.predicted_neurons) /
                             static_cast<double>(s.sparse_tokens * rt.model.config.n_layer * rt.model.config.ffn_dim);
-    INFO(mdl::activation_name(act) << ": recall " << recall << " on unseen tokens, " << computed
+    WARN(mdl::activation_name(act) << ": recall " << recall << " on " << fresh.size() << " fresh tokens (bound "
+                                   << bound << ", " << s.true_neurons << " firings, design effect "
+                                   << per_token.design_effect() << "), " << computed
                                    << " of the neurons computed per token");
-    CHECK(recall >= 0.97);
+    CHECK(recall >= bound);
     CHECK(computed < 0.3);
-    CHECK(s.sparse_tokens == 60);
   }
 }
 
@@ -517,18 +592,43 @@ TEST_CASE("powerinfer2 sparse: convert, profile-activations, train-predictor, pl
   CHECK(ok("profile-activations -m " + q(dense) + " --random-tokens 512 --window 128 -o " + q(conv))
             .find("profiled 512 tokens") != std::string::npos);
   const std::string train = ok("train-predictor -m " + q(dense) + " --random-tokens 768 --samples 512 -o " + q(conv));
-  CHECK(train.find("predictors stored: mean recall 0.99") != std::string::npos);
-  const auto gen = nlohmann::json::parse(ok("generate -m " + q(conv) + " -p \"Hello world\" -n 8 --offload-ffn 0.5 --json"));
-  for (const char* k : {"memory_budget_bytes", "offload_ffn", "bytes_read_per_token", "cache_hit_rate",
-                        "io_stall_ms_per_token", "predictor_precision", "peak_rss_bytes", "decode_tok_s"})
-    CHECK(gen.contains(k));
+  // The stored recall is the fit's held-out figure (the target by construction): the line
+  // only. The recall on fresh tokens is measured below (predictor_recall).
+  CHECK(train.find("predictors stored: mean recall ") != std::string::npos);
+
+  // generate --json: the values of the run, the plain run's text, a plan within its budget.
+  const std::string gen_args = "generate -m " + q(conv) + " -p \"Hello world\" -n 8 --offload-ffn 0.5 --measure-recall";
+  common::Stopwatch wall;
+  const auto gen = nlohmann::json::parse(ok(gen_args + " --json"));
+  const double gen_wall_ms = wall.elapsed_ms();
+  CHECK(as_json_text(ok(gen_args)) == gen["text"].get<std::string>() + "\n");
+  CHECK(gen["generated_tokens"] == gen["tokens"].size());
+  CHECK(gen["generated_tokens"].get<int>() >= 1);
+  CHECK(gen["generated_tokens"].get<int>() <= 8);
+  CHECK(gen["device"] == "cpu");
+  CHECK(gen["sparse_decode"] == true);
+  check_sparse_json(gen, gen["generated_tokens"].get<double>() - 1, gen_wall_ms / 1000.0);
   CHECK(gen["offload_ffn"].get<double>() == Approx(0.5).margin(0.15));
-  CHECK(gen["bytes_read_per_token"].get<double>() > 0.0);
+  // Generated text is not the random tokens the predictors were trained on: a loose bound.
+  CHECK(gen["predictor_recall"].get<double>() >= 0.95);
+  CHECK(gen["predictor_recall"].get<double>() <= 1.0);
+  CHECK(gen["prefill_tok_s"].get<double>() > 0.0);
+  CHECK(gen["decode_tok_s"].get<double>() > 0.0);
+  CHECK(1000.0 * gen["prompt_tokens"].get<double>() / gen["prefill_tok_s"].get<double>() <= gen["ttft_ms"].get<double>());
+
+  wall.reset();
   const auto bench = nlohmann::json::parse(ok("bench -m " + q(conv) + " -p 8 -n 8 -r 1 --memory-budget 4MiB --json"));
-  for (const char* k : {"prefill_tok_s", "decode_tok_s", "peak_rss_bytes", "memory_budget_bytes", "offload_ffn",
-                        "bytes_read_per_token", "cache_hit_rate", "io_stall_ms_per_token"})
-    CHECK(bench.contains(k));
+  const double bench_wall_s = wall.elapsed_s();
   CHECK(bench["memory_budget_bytes"].get<std::uint64_t>() == 4u << 20);
+  CHECK(bench["n_prompt"] == 8);
+  CHECK(bench["n_gen"] == 8);
+  CHECK(bench["reps"] == 1);
+  check_sparse_json(bench, 8, bench_wall_s);
+  const double pp = bench["prefill_tok_s"], tg = bench["decode_tok_s"];
+  CHECK(pp > 0.0);
+  CHECK(tg > 0.0);
+  CHECK(8 / pp + 8 / tg <= bench_wall_s);
+  CHECK_FALSE(bench.contains("predictor_recall"));  // not asked for
   const std::string plan = ok("plan -m " + q(conv) + " --offload-ffn 0.5 -o " + q(dir / "plan.json") + " --trial-tokens 2");
   CHECK(plan.find("recommended") != std::string::npos);
   const auto pj = nlohmann::json::parse(common::read_file((dir / "plan.json").string()));
