@@ -15,19 +15,19 @@
 
 #include "common/errors.hpp"
 #include "common/thread_pool.hpp"
-#include "engine/forward.hpp"
-#include "engine/kernels.hpp"
-#include "engine/model.hpp"
 #include "io/gguf_reader.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
 #include "model_maker.hpp"
 #include "ops/fp16.hpp"
 #include "ops/quants.hpp"
+#include "ops/token_ops.hpp"
 #include "test_support.hpp"
 
 namespace io = powerinfer2::io;
-namespace eng = powerinfer2::engine;
 namespace mdl = powerinfer2::model;
 namespace mm = powerinfer2::tools;
+namespace ops = powerinfer2::ops;
 
 namespace {
 
@@ -105,38 +105,38 @@ Activity reference_run(const std::filesystem::path& path, std::span<const mdl::T
   const io::GgufTensorView embd = f.tensor("token_embd.weight");
   for (std::size_t pos = 0; pos < n; ++pos) {
     dequantize_row(embd, tokens[pos], x);
-    eng::rope_table(pos, hd, base, cos_t, sin_t);
+    ops::rope_table(pos, hd, base, cos_t, sin_t);
     out.active.emplace_back(n_layer);
     for (std::uint32_t l = 0; l < n_layer; ++l) {
       const std::string p = "blk." + std::to_string(l) + ".";
-      eng::rmsnorm(x, vector_of(f.tensor(p + "attn_norm.weight")), eps, xb);
+      ops::rmsnorm(x, vector_of(f.tensor(p + "attn_norm.weight")), eps, xb);
       matvec(f.tensor(p + "attn_q.weight"), xb, qv, pool);
       matvec(f.tensor(p + "attn_k.weight"), xb, kv, pool);
       matvec(f.tensor(p + "attn_v.weight"), xb, vv, pool);
-      eng::rope(qv, n_head, hd, cos_t, sin_t);
-      eng::rope(kv, n_kv, hd, cos_t, sin_t);
+      ops::rope(qv, n_head, hd, cos_t, sin_t);
+      ops::rope(kv, n_kv, hd, cos_t, sin_t);
       float* kc = k_cache.data() + l * n * kvd;
       float* vc = v_cache.data() + l * n * kvd;
       std::copy(kv.begin(), kv.end(), kc + pos * kvd);
       std::copy(vv.begin(), vv.end(), vc + pos * kvd);
       for (std::size_t h = 0; h < n_head; ++h) {
         const std::size_t kh = h / (n_head / n_kv);
-        eng::attend_head(qv.data() + h * hd, kc + kh * hd, vc + kh * hd, kvd, pos + 1, hd, scores.data(),
+        ops::attend_head(qv.data() + h * hd, kc + kh * hd, vc + kh * hd, kvd, pos + 1, hd, scores.data(),
                          att.data() + h * hd);
       }
       matvec(f.tensor(p + "attn_output.weight"), att, tmp, pool);
       for (std::size_t i = 0; i < dim; ++i) x[i] += tmp[i];
-      eng::rmsnorm(x, vector_of(f.tensor(p + "ffn_norm.weight")), eps, xb);
+      ops::rmsnorm(x, vector_of(f.tensor(p + "ffn_norm.weight")), eps, xb);
       if (static_cast<int>(l) == record_layer) out.ffn_input.push_back(xb);
       matvec(f.tensor(p + "ffn_gate.weight"), xb, g, pool);
       matvec(f.tensor(p + "ffn_up.weight"), xb, u, pool);
-      eng::ffn_activate(act, g, u);
+      ops::ffn_activate(act, g, u);
       for (std::uint32_t i = 0; i < ffn; ++i)
         if (g[i] != 0.0f) out.active.back()[l].push_back(i);
       matvec(f.tensor(p + "ffn_down.weight"), g, tmp, pool);
       for (std::size_t i = 0; i < dim; ++i) x[i] += tmp[i];
     }
-    eng::rmsnorm(x, vector_of(f.tensor("output_norm.weight")), eps, xb);
+    ops::rmsnorm(x, vector_of(f.tensor("output_norm.weight")), eps, xb);
     out.logits.emplace_back(vocab);
     matvec(f.tensor("output.weight"), xb, out.logits.back(), pool);
   }
@@ -195,7 +195,7 @@ std::vector<mdl::TokenId> sequence(std::uint32_t first, std::uint32_t step, std:
 
 // The figures on a model, and the engine's logits against the reference pass's.
 void check_sparse_model(const std::filesystem::path& path, std::size_t n_tokens, double logit_tol) {
-  const eng::Model model(path.string());
+  const mdl::Model model(path.string());
   const mdl::ModelConfig& c = model.config;
   const std::vector<mdl::TokenId> a = sequence(1, 37, n_tokens, c.vocab), b = sequence(300, 101, n_tokens, c.vocab);
   const Activity ra = reference_run(path, a), rb = reference_run(path, b);
@@ -213,7 +213,7 @@ void check_sparse_model(const std::filesystem::path& path, std::size_t n_tokens,
 
   // The dense engine runs the same model: finite logits, equal to the reference's.
   common::ThreadPool pool(2);
-  eng::Forward forward(model, pool, n_tokens);
+  mdl::Forward forward(model, pool, n_tokens);
   double max_diff = 0.0, max_abs = 0.0;
   for (std::size_t pos = 0; pos < n_tokens; ++pos) {
     const std::span<const float> logits = forward.decode(a[pos], pos);
@@ -348,7 +348,7 @@ TEST_CASE("powerinfer2 make-model: a sparse model's FFN inputs lie in the bias c
   const std::string act = GENERATE("reglu", "drelu");
   testing::TempDir dir;
   const auto path = write_model(dir, act + ".gguf", "--preset tiny --activation " + act + " --type f32 --seed 5");
-  const eng::Model model(path.string());
+  const mdl::Model model(path.string());
   const mdl::ModelConfig& c = model.config;
   const std::size_t dim = c.dim, k = mm::subspace_rank(c.dim), n = 64;
   REQUIRE(k == 8);  // max(8, 64 / 32)
@@ -357,7 +357,7 @@ TEST_CASE("powerinfer2 make-model: a sparse model's FFN inputs lie in the bias c
 
   // The dense engine's FFN inputs of that layer, token by token.
   common::ThreadPool pool(2);
-  eng::Forward forward(model, pool, n);
+  mdl::Forward forward(model, pool, n);
   std::vector<std::vector<float>> xs;  // [token][dim]
   forward.set_ffn_observer([&](std::size_t layer, std::size_t m, const float* xb, const float*, const float*) {
     if (layer == kLayer)

@@ -21,11 +21,9 @@
 #include <vector>
 
 #include "io/gguf_types.hpp"
+#include "ops/activation.hpp"
 
 namespace powerinfer2::ops::cuda {
-
-/// The gated activations (the engine's model::FfnActivation; ops knows no model).
-enum class Activation { swiglu, reglu, drelu };
 
 /// Whether the device kernels take this weight type (F32, F16, Q8_0, Q4_0).
 bool supported_type(io::GgmlType type);
