@@ -34,7 +34,7 @@ GpuProducts::GpuProducts(const Model& model, std::size_t max_batch, std::size_t 
   for (const model::LayerWeights& L : w_.layers)
     for (const Field f : fields)
       if (!ops::cuda::supported_type((L.*f).type))
-        throw common::UsageError("--device cuda: weight type " + std::string(io::ggml_type_name((L.*f).type)) +
+        throw common::UsageError("the GPU: weight type " + std::string(io::ggml_type_name((L.*f).type)) +
                                      " has no CUDA kernel",
                                  "quantize the model to F32, F16, Q8_0 or Q4_0");
 
@@ -70,10 +70,10 @@ GpuProducts::GpuProducts(const Model& model, std::size_t max_batch, std::size_t 
   const Sizes& sizes = whole_ ? whole_sizes : layer_sizes;
   const std::uint64_t scratch = scratch_for(sizes);
   if (scratch >= memory_bytes)
-    throw common::UsageError("--gpu-memory " + std::to_string(memory_bytes >> 20) +
+    throw common::UsageError("GPU memory of " + std::to_string(memory_bytes >> 20) +
                                  " MiB is too small: the GPU products need " + std::to_string(scratch >> 20) +
                                  " MiB of scratch alone",
-                             "give more, or --device cpu");
+                             "give it more GPU memory, or run on the CPU");
   runner_ = std::make_unique<ops::cuda::GemmRunner>(max_batch, sizes.cols, sizes.rows, sizes.elements);
   device_bytes_ = scratch;
 
