@@ -36,8 +36,9 @@ void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
 }
 
 void add_budget_options(CLI::App* cmd, sparse::MemoryBudget& b) {
-  CLI::Option* bytes = common::add_size_option(
-      cmd, "--memory-budget", b.bytes, "Sparse model: memory for weights, KV cache and buffers (e.g. 3GiB; default: unlimited)");
+  CLI::Option* bytes =
+      common::add_size_option(cmd, "--memory-budget", b.bytes,
+                              "Sparse model: memory for weights, KV cache and buffers (e.g. 3GiB; default: unlimited)");
   cmd->add_option_function<double>(
          "--offload-ffn", [&b](double share) { b.offload_ffn = share; },
          "Sparse model: leave this fraction (0..1) of the FFN weights on storage (sets the budget)")

@@ -21,8 +21,8 @@ enum class Device { cpu, cuda, automatic };
 
 struct RuntimeOptions {
   std::size_t threads = 2;
-  std::size_t n_ctx = 0;  // 0: the model's
-  sparse::SparseOptions sparse;  // the memory budget included
+  std::size_t n_ctx = 0;         // 0: the model's
+  sparse::SparseOptions sparse;  // the memory budget (sparse.budget) included
   Device device = Device::cpu;
   /// Device memory the engine may take (0: 90% of what is free): the layers' matrices for
   /// prompts, then (a sparse model) the most frequently active neuron clusters. Unused on the CPU.
@@ -40,7 +40,7 @@ class Runtime {
   common::ThreadPool pool;
   model::Model model;
   model::Forward forward;
-  std::unique_ptr<model::GpuProducts> gpu;              // set when the dense side runs on the GPU
+  std::unique_ptr<model::GpuProducts> gpu;    // set when the dense side runs on the GPU
   std::unique_ptr<sparse::SparseFfn> sparse;  // set for a .pi2.gguf model
   std::string gpu_name;                       // the device, when gpu is set
   std::uint64_t gpu_memory_budget = 0;        // bytes the engine could take on it

@@ -1,5 +1,6 @@
 // The small per-token operations of a llama forward pass, on F32 activations: norms, RoPE,
-// attention, the FFN gating. Plain loops: the matrix products dominate (matmul.hpp). Each has a double-precision reference in the tests.
+// attention, the FFN gating. Plain loops: the matrix products dominate (matmul.hpp). Each has a
+// double-precision reference in the tests.
 #pragma once
 
 #include <cstddef>

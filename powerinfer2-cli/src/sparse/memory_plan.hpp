@@ -39,9 +39,7 @@ FixedSegment fixed_segment(const model::Model& model, std::uint64_t forward_stat
 struct CacheLayout {
   bool segmented = true;   // hot segment by activation frequency + cold LRU (false: one LRU)
   bool cold_cache = true;  // false: nothing but the hot segment stays (read every token)
-  /// Share of the cache for the hot segment (segmented). < 0: 1.0 when the file has an
-  /// activation profile, else 0.85.
-  double hot_share = -1.0;
+  double hot_share = -1.0;  // of the cache for the hot segment (SparseOptions::hot_share)
 };
 
 /// How the budget is spent (bytes).

@@ -6,7 +6,7 @@
 //     multiplies with cuBLAS on the TF32 tensor cores (F32 range: activations cannot overflow as
 //     F16 ones can; ~1e-3 relative error, the order of the CPU path's Q8_0 activations). The
 //     prompt (prefill) path: many tokens per weight byte.
-//   - NeuronFfn: the hot-neuron segment of a sparse model (.pi2.gguf bundles, sparse/pi2_format.hpp)
+//   - NeuronFfn: the hot-neuron segment of a sparse model (.pi2.gguf bundles, io/pi2_format.hpp)
 //     resident on the device; per layer it computes its neurons' share of the FFN for n tokens,
 //     asynchronously, while the CPU computes the rest. F32 arithmetic on the dequantized weights.
 //
@@ -110,7 +110,7 @@ class GemmRunner {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Where the three parts of a neuron bundle lie (sparse/pi2_format.hpp's BundleGeometry).
+/// Where the three parts of a neuron bundle lie (model/pi2_model.hpp's BundleGeometry).
 struct BundleLayout {
   io::GgmlType type = io::GgmlType::F32;
   std::size_t dim = 0;          // elements of each part
