@@ -12,10 +12,10 @@
 #include "common/rss.hpp"
 #include "common/thread_pool.hpp"
 #include "engine/bench.hpp"
-#include "engine/model.hpp"
 #include "engine/runtime.hpp"
-#include "sparse_cli.hpp"
 #include "io/gguf_types.hpp"
+#include "model/model.hpp"
+#include "sparse_cli.hpp"
 
 namespace powerinfer2::cli {
 
@@ -41,8 +41,8 @@ void run_bench(const BenchOptions& o) {
     const io::GgufFile probe(o.model);
     n_ctx = std::min<std::size_t>(need, model::load_config(probe).n_ctx);
   }
-  engine::Runtime rt(o.model, runtime_options(o.sparse, o.threads, n_ctx));
-  const engine::Model& model = rt.model;
+  engine::Runtime rt(o.model, runtime_options(o.sparse, o.model, o.threads, n_ctx));
+  const model::Model& model = rt.model;
   common::ThreadPool& pool = rt.pool;
   // Prefill and decode measured apart, so that the sparse statistics are the decode's.
   engine::BenchResult r = engine::bench(rt.forward, o.n_prompt, 0, o.reps);

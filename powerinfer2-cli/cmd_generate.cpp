@@ -10,10 +10,10 @@
 #include "commands.hpp"
 #include "common/errors.hpp"
 #include "common/thread_pool.hpp"
-#include "engine/forward.hpp"
 #include "engine/generate.hpp"
-#include "engine/model.hpp"
 #include "engine/runtime.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
 #include "sparse_cli.hpp"
 
 namespace powerinfer2::cli {
@@ -32,9 +32,9 @@ struct GenerateOptions {
 };
 
 void run_generate(const GenerateOptions& o) {
-  engine::Runtime rt(o.model, runtime_options(o.sparse, o.threads, o.n_ctx));
-  const engine::Model& model = rt.model;
-  engine::Forward& forward = rt.forward;
+  engine::Runtime rt(o.model, runtime_options(o.sparse, o.model, o.threads, o.n_ctx));
+  const model::Model& model = rt.model;
+  model::Forward& forward = rt.forward;
   engine::Sampler sampler(o.sampling, model.config.vocab);
   std::function<void(std::string_view)> stream;
   if (!o.json)

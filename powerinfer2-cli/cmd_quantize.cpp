@@ -12,7 +12,7 @@
 #include "common/timer.hpp"
 #include "common/units.hpp"
 #include "io/gguf_types.hpp"
-#include "ops/quantize_file.hpp"
+#include "prep/quantize_file.hpp"
 
 namespace powerinfer2::cli {
 
@@ -35,8 +35,8 @@ void run_quantize(const QuantizeOptions& o) {
   const io::GgmlType type = parse_type(o.type);
   common::ThreadPool pool(o.threads);
   common::Stopwatch clock;
-  const ops::QuantizeReport r = ops::quantize_gguf(o.input, o.output, type, pool);
-  for (const ops::QuantizedTensor& t : r.tensors) {
+  const prep::QuantizeReport r = prep::quantize_gguf(o.input, o.output, type, pool);
+  for (const prep::QuantizedTensor& t : r.tensors) {
     if (t.kept_because.empty()) continue;
     // A 2-D weight left unquantized deserves attention; norms and the like do not.
     if (t.kept_because.rfind("row length", 0) == 0)

@@ -12,6 +12,8 @@ void register_import(common::CliApp& cli);
 void register_generate(common::CliApp& cli);
 void register_bench(common::CliApp& cli);
 void register_convert(common::CliApp& cli);
+void register_profile_activations(common::CliApp& cli);
+void register_train_predictor(common::CliApp& cli);
 void register_plan(common::CliApp& cli);
 
 inline void register_commands(common::CliApp& cli) {
@@ -22,6 +24,8 @@ inline void register_commands(common::CliApp& cli) {
   register_generate(cli);
   register_bench(cli);
   register_convert(cli);
+  register_profile_activations(cli);
+  register_train_predictor(cli);
   register_plan(cli);
 }
 

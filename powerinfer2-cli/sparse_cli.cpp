@@ -2,18 +2,18 @@
 
 #include <cstdio>
 
+#include "common/cuda.hpp"
 #include "common/errors.hpp"
 #include "common/units.hpp"
-#include "sparse/planner.hpp"
+#include "io/gguf_reader.hpp"
+#include "model/config.hpp"
+#include "prep/planner.hpp"
 
 namespace powerinfer2::cli {
 
 void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
   sparse::SparseOptions& s = o.runtime.sparse;
-  cmd->add_option("--memory-budget", o.memory_budget,
-                  "Sparse model: memory for weights, KV cache and buffers (e.g. 3GiB; default: unlimited)");
-  cmd->add_option("--offload-ffn", o.offload_ffn,
-                  "Sparse model: leave this fraction (0..1) of the FFN weights on storage (sets the budget)");
+  add_budget_options(cmd, s.budget);
   cmd->add_option("--mode", o.mode, "Decode path: auto (sparse when a predictor exists), dense or sparse; prompts always run dense")->capture_default_str();
   cmd->add_flag("--oracle-predictor", s.oracle, "Exact active neurons, computed densely (correctness checks)");
   cmd->add_flag("--measure-recall", s.measure_recall, "Also compute the exact active sets: predictor recall");
@@ -30,27 +30,49 @@ void add_sparse_options(CLI::App* cmd, SparseCliOptions& o) {
                   "cpu, cuda (prompt products on the GPU; a sparse model's hottest neurons there too) or auto")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  cmd->add_option("--gpu-memory", o.gpu_memory,
-                  "GPU memory the engine may take (e.g. 8GiB; default: 90% of the free memory; ignored when "
-                  "--device auto finds no device)");
+  common::add_size_option(cmd, "--gpu-memory", o.gpu_memory_bytes,
+                          "GPU memory the engine may take (e.g. 8GiB; default: 90% of the free memory; ignored when "
+                          "--device auto finds no device)");
 }
 
-engine::RuntimeOptions runtime_options(const SparseCliOptions& o, std::size_t threads, std::size_t n_ctx) {
+void add_budget_options(CLI::App* cmd, sparse::MemoryBudget& b) {
+  CLI::Option* bytes =
+      common::add_size_option(cmd, "--memory-budget", b.bytes,
+                              "Sparse model: memory for weights, KV cache and buffers (e.g. 3GiB; default: unlimited)");
+  cmd->add_option_function<double>(
+         "--offload-ffn", [&b](double share) { b.offload_ffn = share; },
+         "Sparse model: leave this fraction (0..1) of the FFN weights on storage (sets the budget)")
+      ->type_name("FLOAT")
+      ->excludes(bytes);
+}
+
+engine::RuntimeOptions runtime_options(const SparseCliOptions& o, const std::string& model_path, std::size_t threads,
+                                       std::size_t n_ctx) {
   engine::RuntimeOptions r = o.runtime;
   r.threads = threads;
   r.n_ctx = n_ctx;
+  {
+    const io::GgufFile probe(model_path);
+    const std::uint32_t model_ctx = model::load_config(probe).n_ctx;
+    if (n_ctx > model_ctx)
+      throw common::UsageError("-c " + std::to_string(n_ctx) + ": the model's context is " + std::to_string(model_ctx),
+                               "give at most " + std::to_string(model_ctx) + " (0: the model's context)");
+  }
   if (!o.plan.empty()) {  // the plan's choices; explicit --memory-budget / --offload-ffn win
-    const sparse::Plan p = sparse::load_plan(o.plan);
+    const prep::Plan p = prep::load_plan(o.plan);
     r.sparse.hot_share = p.hot_share;
     r.sparse.queue_depth = p.queue_depth;
-    if (o.memory_budget.empty() && o.offload_ffn < 0.0) r.sparse.memory_budget_bytes = p.memory_budget_bytes;
+    if (!r.sparse.budget.limited() && p.memory_budget_bytes != 0) r.sparse.budget.bytes = p.memory_budget_bytes;
   }
-  if (!o.memory_budget.empty()) r.sparse.memory_budget_bytes = common::parse_size_arg(o.memory_budget, "--memory-budget");
-  if (o.offload_ffn >= 0.0) r.offload_ffn = o.offload_ffn;
   r.device = o.device == "cuda" ? engine::Device::cuda : o.device == "auto" ? engine::Device::automatic : engine::Device::cpu;
-  if (!o.gpu_memory.empty()) {
-    r.gpu_memory_bytes = common::parse_size_arg(o.gpu_memory, "--gpu-memory");
-    if (r.gpu_memory_bytes == 0) throw common::UsageError("--gpu-memory must be more than 0");
+  if (r.device == engine::Device::cuda) {
+    const std::string missing = common::cuda::no_device_message();
+    if (!missing.empty()) throw common::UsageError("--device cuda: " + missing, "use --device cpu or auto");
+  }
+  if (o.gpu_memory_bytes) {
+    if (*o.gpu_memory_bytes == 0) throw common::UsageError("--gpu-memory must be more than 0");
+    if (r.device == engine::Device::cpu) throw common::UsageError("--gpu-memory needs --device cuda or auto");
+    r.gpu_memory_bytes = *o.gpu_memory_bytes;
   }
   if (o.mode == "auto")
     r.sparse.mode = sparse::EngineMode::automatic;

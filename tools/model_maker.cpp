@@ -13,8 +13,8 @@
 #include "model/tokenizer.hpp"
 #include "model/weights.hpp"
 #include "ops/fp16.hpp"
-#include "ops/quantize_file.hpp"
 #include "ops/quants.hpp"
+#include "prep/quantize_file.hpp"
 
 namespace powerinfer2::tools {
 
@@ -414,7 +414,7 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
   w.set("llama.attention.head_count_kv", c.n_kv_head);
   w.set("llama.rope.freq_base", c.rope_base);
   w.set("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
-  w.set("general.file_type", ops::llama_file_type(o.type));  // LLAMA_FTYPE_ALL_F32 / MOSTLY_*
+  w.set("general.file_type", prep::llama_file_type(o.type));  // LLAMA_FTYPE_ALL_F32 / MOSTLY_*
   w.set("llama.vocab_size", c.vocab);
   w.set("llama.rope.dimension_count", c.n_rot);
   w.set(std::string(model::kFfnActivationKey), std::string(model::activation_name(o.activation)));

@@ -93,10 +93,13 @@ int CliApp::run(int argc, char** argv) {
   });
 }
 
-CLI::Option* add_size_option(CLI::App* app, const std::string& name, std::uint64_t& bytes,
-                             const std::string& description) {
+namespace {
+
+// A size option: `set` gets the parsed bytes; a value that is not a size fails the parse.
+CLI::Option* size_option(CLI::App* app, const std::string& name, std::function<void(std::uint64_t)> set,
+                         const std::string& description) {
   CLI::Option* opt = app->add_option_function<std::string>(
-      name, [&bytes, name](const std::string& text) { bytes = parse_size_arg(text, name); },
+      name, [set = std::move(set), name](const std::string& text) { set(parse_size_arg(text, name)); },
       description);
   opt->type_name("SIZE");
   opt->check([](const std::string& text) -> std::string {
@@ -105,6 +108,18 @@ CLI::Option* add_size_option(CLI::App* app, const std::string& name, std::uint64
                    : "expected a size such as 512M, 2GiB or 1.5G, got '" + text + "' (" + r.error + ")";
   });
   return opt;
+}
+
+}  // namespace
+
+CLI::Option* add_size_option(CLI::App* app, const std::string& name, std::uint64_t& bytes,
+                             const std::string& description) {
+  return size_option(app, name, [&bytes](std::uint64_t b) { bytes = b; }, description);
+}
+
+CLI::Option* add_size_option(CLI::App* app, const std::string& name, std::optional<std::uint64_t>& bytes,
+                             const std::string& description) {
+  return size_option(app, name, [&bytes](std::uint64_t b) { bytes = b; }, description);
 }
 
 }  // namespace common

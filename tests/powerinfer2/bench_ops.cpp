@@ -4,7 +4,7 @@
 //   bench_powerinfer2_ops [-t 1,2] [--cold-mib 768] [--tokens 512] [--reps 5] [--decode]
 //                         [--model M.gguf ...]
 //
-// --model times the decode-step matvecs over a model file's own matrices, as engine::Model
+// --model times the decode-step matvecs over a model file's own matrices, as mdl::Model
 // holds them (Q8_0 / Q4_0 repacked unless --no-rows16): the engine's decode minus everything
 // but the products.
 //
@@ -26,8 +26,8 @@
 #include "common/aligned_buffer.hpp"
 #include "common/thread_pool.hpp"
 #include "common/timer.hpp"
-#include "engine/model.hpp"
 #include "io/gguf_types.hpp"
+#include "model/model.hpp"
 #include "ops/dot.hpp"
 #include "ops/fp16.hpp"
 #include "ops/intrin.hpp"
@@ -36,6 +36,7 @@
 #include "ops/quants.hpp"
 
 namespace ops = powerinfer2::ops;
+namespace mdl = powerinfer2::model;
 using powerinfer2::io::GgmlType;
 
 namespace {
@@ -268,7 +269,7 @@ void bench_decode(const Options& o, GgmlType type, ops::WeightLayout layout) {
 // separates the products from the rest of the engine's decode step.
 void bench_model_decode(const Options& o, const std::string& path) {
   common::ThreadPool pool(*std::max_element(o.threads.begin(), o.threads.end()));
-  const powerinfer2::engine::Model model(path, &pool, !o.no_rows16 && ops::rows16_pays());
+  const mdl::Model model(path, &pool, !o.no_rows16 && ops::rows16_pays());
   std::vector<ops::WeightMatrix> mats;
   std::size_t total = 0;
   for (const auto& L : model.weights.layers)

@@ -9,16 +9,17 @@
 
 #include "common/cuda.hpp"
 #include "common/thread_pool.hpp"
-#include "engine/forward.hpp"
-#include "engine/gpu_offload.hpp"
-#include "engine/model.hpp"
 #include "engine/runtime.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
+#include "model/forward.hpp"
+#include "model/gpu_offload.hpp"
+#include "model/model.hpp"
+#include "model/pi2_model.hpp"
 #include "model_maker.hpp"
 #include "ops/cuda/cuda_ops.hpp"
 #include "ops/quants.hpp"
-#include "sparse/pi2_format.hpp"
+#include "prep/pi2_writer.hpp"
 #include "test_support.hpp"
 
 namespace io = powerinfer2::io;
@@ -28,6 +29,7 @@ namespace mm = powerinfer2::tools;
 namespace ops = powerinfer2::ops;
 namespace gpu = powerinfer2::ops::cuda;
 namespace sp = powerinfer2::sparse;
+namespace prep = powerinfer2::prep;
 
 namespace {
 
@@ -81,11 +83,11 @@ double rel_error(std::span<const float> a, std::span<const double> b) {
   return std::sqrt(num / std::max(den, 1e-300));
 }
 
-double act_ref(gpu::Activation a, double g, double u) {
+double act_ref(ops::Activation a, double g, double u) {
   switch (a) {
-    case gpu::Activation::swiglu: return g / (1.0 + std::exp(-g)) * u;
-    case gpu::Activation::reglu: return g > 0 ? g * u : 0.0;
-    case gpu::Activation::drelu: return g > 0 && u > 0 ? g * u : 0.0;
+    case ops::Activation::swiglu: return g / (1.0 + std::exp(-g)) * u;
+    case ops::Activation::reglu: return g > 0 ? g * u : 0.0;
+    case ops::Activation::drelu: return g > 0 && u > 0 ? g * u : 0.0;
   }
   return 0.0;
 }
@@ -177,7 +179,7 @@ TEST_CASE("powerinfer2 cuda: products and FFN match a double-precision reference
     const gpu::DeviceMatrix dg = gpu::upload_matrix(t, g.bytes.data(), ffn, dim);
     const gpu::DeviceMatrix du = gpu::upload_matrix(t, u.bytes.data(), ffn, dim);
     const gpu::DeviceMatrix dd = gpu::upload_matrix(t, dn.bytes.data(), dim, ffn);
-    for (const gpu::Activation a : {gpu::Activation::swiglu, gpu::Activation::reglu, gpu::Activation::drelu}) {
+    for (const ops::Activation a : {ops::Activation::swiglu, ops::Activation::reglu, ops::Activation::drelu}) {
       const std::size_t n = 9;
       const std::vector<float> x = random_vector(n * dim, rng);
       std::vector<float> out(n * dim, NAN);
@@ -210,7 +212,7 @@ TEST_CASE("powerinfer2 cuda: neuron bundles on the device compute their share of
   std::mt19937 rng(3);
   const std::size_t dim = 128, ffn = 200;
   for (const io::GgmlType t : kTypes) {
-    const sp::BundleGeometry geo = sp::bundle_geometry(t, dim, ffn, 1);
+    const mdl::BundleGeometry geo = mdl::bundle_geometry(t, dim, ffn, 1);
     const HostMatrix g = random_matrix(t, ffn, dim, rng), u = random_matrix(t, ffn, dim, rng);
     const std::vector<float> down = random_vector(ffn * dim, rng, 0.1f);  // [ffn][dim]: column j of W_down
     // The bundles, and what the GPU's copy of each down column dequantizes to.
@@ -227,7 +229,7 @@ TEST_CASE("powerinfer2 cuda: neuron bundles on the device compute their share of
     // Layer 0: neurons [0, 150) in two uploads; layer 1: none; layer 2: neurons [150, 200).
     const std::vector<std::size_t> per_layer = {150, 0, 50};
     const gpu::BundleLayout layout{t, dim, geo.stride, geo.up_offset(), geo.down_offset()};
-    for (const gpu::Activation a : {gpu::Activation::reglu, gpu::Activation::drelu, gpu::Activation::swiglu}) {
+    for (const ops::Activation a : {ops::Activation::reglu, ops::Activation::drelu, ops::Activation::swiglu}) {
       gpu::NeuronFfn nf(layout, a, per_layer, 13);
       nf.upload(0, 0, bundles.data(), 100);
       nf.upload(0, 100, bundles.data() + 100 * geo.stride, 50);
@@ -270,22 +272,22 @@ TEST_CASE("powerinfer2 cuda: a prompt on the GPU gives the CPU's logits", "[cuda
     const auto f32 = dir / "m-f32.gguf";
     dequantized_copy(path, f32);
     common::ThreadPool pool(2);
-    const eng::Model ref_model(f32.string(), &pool);
-    const eng::Model model(path.string(), &pool);
+    const mdl::Model ref_model(f32.string(), &pool);
+    const mdl::Model model(path.string(), &pool);
     const std::vector<mdl::TokenId> prompt = some_tokens(40, model.config.vocab);
     const std::size_t vocab = model.config.vocab;
-    eng::Forward cpu(ref_model, pool, 64, 16);  // batches of 16: positions > 0 come from the cache
+    mdl::Forward cpu(ref_model, pool, 64, 16);  // batches of 16: positions > 0 come from the cache
     std::vector<float> ref_logits(prompt.size() * vocab);
     cpu.prefill(prompt, 0, ref_logits);
     const std::vector<double> ref(ref_logits.begin(), ref_logits.end());
     // Every layer on the device, then (a budget that holds the scratch and one layer) products only.
     for (const bool whole : {true, false}) {
       std::uint64_t budget = std::uint64_t{1} << 30;
-      if (!whole) budget = eng::GpuProducts(model, 16, 64, budget).device_bytes() - 1;  // not all of it
-      eng::GpuProducts products(model, 16, 64, budget);
+      if (!whole) budget = mdl::GpuProducts(model, 16, 64, budget).device_bytes() - 1;  // not all of it
+      mdl::GpuProducts products(model, 16, 64, budget);
       REQUIRE(products.whole_layers() == whole);
       if (whole) REQUIRE(products.resident_layers() == model.config.n_layer);
-      eng::Forward fwd(model, pool, 64, 16);
+      mdl::Forward fwd(model, pool, 64, 16);
       fwd.set_product_offload(&products);
       std::vector<float> gpu_logits(ref_logits.size(), NAN);
       fwd.prefill(prompt, 0, gpu_logits);
@@ -310,9 +312,9 @@ TEST_CASE("powerinfer2 cuda: hot neurons on the GPU give the CPU-only sparse eng
   const auto dense = tiny_model(dir, "m.gguf", io::GgmlType::F32, mdl::FfnActivation::drelu);
   {
     const io::GgufFile src(dense.string());
-    sp::Pi2WriteSpec spec;
+    prep::Pi2WriteSpec spec;
     spec.cluster_size = 4;
-    sp::write_pi2(src, mdl::load_config(src), spec, (dir / "m.pi2.gguf").string());
+    prep::write_pi2(src, mdl::load_config(src), spec, (dir / "m.pi2.gguf").string());
   }
   const std::vector<mdl::TokenId> prompt = some_tokens(12, 512);
   struct Run {
@@ -324,7 +326,7 @@ TEST_CASE("powerinfer2 cuda: hot neurons on the GPU give the CPU-only sparse eng
     eng::RuntimeOptions o;
     o.n_ctx = 64;
     o.sparse.oracle = true;  // exact active sets: the sparse path is the dense FFN
-    o.offload_ffn = offload;
+    o.sparse.budget.offload_ffn = offload;
     o.device = d;
     o.gpu_memory_bytes = gpu_bytes;
     eng::Runtime rt((dir / "m.pi2.gguf").string(), o);
@@ -346,7 +348,7 @@ TEST_CASE("powerinfer2 cuda: hot neurons on the GPU give the CPU-only sparse eng
   REQUIRE(all.plan.gpu_clusters == all.plan.total_clusters);
   CHECK(rel_error(all.logits, ref) < 5e-3);
   const io::GgufFile file((dir / "m.pi2.gguf").string());
-  const sp::Pi2Model pi2 = sp::load_pi2(file, mdl::load_config(file));
+  const mdl::Pi2Model pi2 = mdl::load_pi2(file, mdl::load_config(file));
   const gpu::BundleLayout layout{pi2.geo.type, pi2.geo.dim, pi2.geo.stride, pi2.geo.up_offset(), pi2.geo.down_offset()};
   const std::vector<std::size_t> widest(1, pi2.geo.ffn);
   const std::uint64_t run_bytes = gpu::NeuronFfn::device_bytes(layout, widest, 64) - pi2.geo.ffn * pi2.geo.stride;
@@ -366,7 +368,7 @@ TEST_CASE("powerinfer2 cuda: hot neurons on the GPU give the CPU-only sparse eng
 // every product of a prompt (q/k/v, o, the head) and for each layer's FFN (declined here: the
 // engine then computes it itself).
 TEST_CASE("powerinfer2 cuda: the offload hook gets every prompt product (a CPU stand-in)", "[unit]") {
-  struct StandIn final : eng::ProductOffload {
+  struct StandIn final : mdl::ProductOffload {
     std::size_t products_calls = 0, ffn_calls = 0, layers_calls = 0;
     bool products(std::span<const ops::Product> ps, const float* x, std::size_t n) override {
       for (const ops::Product& p : ps) ops::ref::matmul(*p.w, {x, n * p.w->n_cols}, n, p.y);
@@ -385,14 +387,14 @@ TEST_CASE("powerinfer2 cuda: the offload hook gets every prompt product (a CPU s
   testing::TempDir dir;
   const auto path = tiny_model(dir, "m.gguf", io::GgmlType::Q8_0, mdl::FfnActivation::swiglu);
   common::ThreadPool pool(2);
-  const eng::Model model(path.string(), &pool, /*repack=*/false);  // GGUF layout: what ref:: reads
+  const mdl::Model model(path.string(), &pool, /*repack=*/false);  // GGUF layout: what ref:: reads
   const std::vector<mdl::TokenId> prompt = some_tokens(40, model.config.vocab);
   const std::size_t vocab = model.config.vocab;
-  eng::Forward cpu(model, pool, 64, 16);
+  mdl::Forward cpu(model, pool, 64, 16);
   std::vector<float> want(prompt.size() * vocab), got(prompt.size() * vocab, NAN);
   cpu.prefill(prompt, 0, want);
   StandIn hook;
-  eng::Forward fwd(model, pool, 64, 16);
+  mdl::Forward fwd(model, pool, 64, 16);
   fwd.set_product_offload(&hook);
   fwd.prefill(prompt, 0, got);
   const double e = rel_error(got, std::vector<double>(want.begin(), want.end()));

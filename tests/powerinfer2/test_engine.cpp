@@ -18,15 +18,15 @@
 #include "common/aligned_buffer.hpp"
 #include "common/thread_pool.hpp"
 #include "common/timer.hpp"
-#include "engine/forward.hpp"
 #include "engine/generate.hpp"
-#include "engine/kernels.hpp"
-#include "engine/model.hpp"
 #include "engine/sampler.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
 #include "json_text.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
 #include "ops/simd.hpp"
+#include "ops/token_ops.hpp"
 #include "reference_decode.hpp"
 #include "test_support.hpp"
 #include "tokenizer_fixtures.hpp"
@@ -34,6 +34,7 @@
 namespace eng = powerinfer2::engine;
 namespace mdl = powerinfer2::model;
 namespace io = powerinfer2::io;
+namespace ops = powerinfer2::ops;
 
 namespace {
 
@@ -138,7 +139,7 @@ TEST_CASE("powerinfer2 engine: rmsnorm, rope, softmax, attention match double re
   // RMSNorm.
   const std::vector<float> x = random_vec(rng, n, 3.0f), w = random_vec(rng, n);
   std::vector<float> out(n);
-  eng::rmsnorm(x, w, 1e-5f, out);
+  ops::rmsnorm(x, w, 1e-5f, out);
   double ss = 0;
   for (float v : x) ss += double(v) * v;
   std::vector<double> ref(n);
@@ -152,7 +153,7 @@ TEST_CASE("powerinfer2 engine: rmsnorm, rope, softmax, attention match double re
   double mx = *std::max_element(s.begin(), s.end()), sum = 0;
   for (std::size_t i = 0; i < n; ++i) sum += std::exp(double(s[i]) - mx);
   for (std::size_t i = 0; i < n; ++i) sref[i] = std::exp(double(s[i]) - mx) / sum;
-  eng::softmax(s);
+  ops::softmax(s);
   INFO("softmax max diff " << max_abs_diff(s, sref));
   CHECK(max_abs_diff(s, sref) < 1e-6);
 
@@ -160,8 +161,8 @@ TEST_CASE("powerinfer2 engine: rmsnorm, rope, softmax, attention match double re
   const std::size_t hd = 2 * n, n_head = 3, n_rot = n % 2 == 0 ? n : n + 1, pos = 5 + n;
   std::vector<float> q = random_vec(rng, n_head * hd), qr = q;
   std::vector<float> c(n_rot / 2), si(n_rot / 2);
-  eng::rope_table(pos, n_rot, 10000.0f, c, si);
-  eng::rope(qr, n_head, hd, c, si);
+  ops::rope_table(pos, n_rot, 10000.0f, c, si);
+  ops::rope(qr, n_head, hd, c, si);
   std::vector<double> rref(q.begin(), q.end());
   for (std::size_t h = 0; h < n_head; ++h)
     for (std::size_t i = 0; i < n_rot / 2; ++i) {
@@ -177,7 +178,7 @@ TEST_CASE("powerinfer2 engine: rmsnorm, rope, softmax, attention match double re
   const std::size_t head = 8 + n % 5, stride = 3 * head;
   const std::vector<float> qa = random_vec(rng, head), k = random_vec(rng, n * stride), v = random_vec(rng, n * stride);
   std::vector<float> scores(n), att(head);
-  eng::attend_head(qa.data(), k.data() + head, v.data() + head, stride, n, head, scores.data(), att.data());
+  ops::attend_head(qa.data(), k.data() + head, v.data() + head, stride, n, head, scores.data(), att.data());
   std::vector<double> p(n), aref(head, 0.0);
   double pm = -1e300, ps = 0;
   for (std::size_t t = 0; t < n; ++t) {
@@ -203,14 +204,14 @@ TEST_CASE("powerinfer2 engine: grouped causal attention equals attend_head per q
       const std::size_t max_pos = n_pos0 + n_q - 1, kv_stride = 2 * head + 3, q_stride = group * head + 5;
       const std::vector<float> q = random_vec(rng, n_q * q_stride);
       const std::vector<float> k = random_vec(rng, max_pos * kv_stride), v = random_vec(rng, max_pos * kv_stride);
-      common::AlignedBuffer<float> scratch(eng::attend_group_scratch(group, n_q, max_pos, head));
+      common::AlignedBuffer<float> scratch(ops::attend_group_scratch(group, n_q, max_pos, head));
       std::vector<float> out(n_q * q_stride, 0.0f), scores(max_pos), ref(head);
-      eng::attend_group(q.data(), q_stride, n_q, n_pos0, k.data() + 1, v.data() + 1, kv_stride, head, group,
+      ops::attend_group(q.data(), q_stride, n_q, n_pos0, k.data() + 1, v.data() + 1, kv_stride, head, group,
                         scratch.data(), out.data(), q_stride);
       double worst = 0;
       for (std::size_t i = 0; i < n_q; ++i)
         for (std::size_t h = 0; h < group; ++h) {
-          eng::attend_head(q.data() + i * q_stride + h * head, k.data() + 1, v.data() + 1, kv_stride, n_pos0 + i, head,
+          ops::attend_head(q.data() + i * q_stride + h * head, k.data() + 1, v.data() + 1, kv_stride, n_pos0 + i, head,
                            scores.data(), ref.data());
           worst = std::max(worst, max_abs_diff(std::vector<float>(out.begin() + i * q_stride + h * head,
                                                                   out.begin() + i * q_stride + (h + 1) * head),
@@ -272,14 +273,14 @@ TEST_CASE("powerinfer2 engine: softmax and SwiGLU over wide inputs match double 
     double sum = 0;
     for (std::size_t i = 0; i < n; ++i) sum += std::exp(double(s[i]) - mx);
     for (std::size_t i = 0; i < n; ++i) ref[i] = std::exp(double(s[i]) - mx) / sum;
-    eng::softmax(s);
+    ops::softmax(s);
     INFO("n " << n << ": softmax max diff " << max_abs_diff(s, ref));
     CHECK(max_abs_diff(s, ref) < 1e-6);
     CHECK(s[n / 2] == 0.0f);
 
     // SwiGLU, gate values from -120 to 120: relative error against double.
     std::vector<float> g = random_vec(rng, n, 120.0f), u = random_vec(rng, n, 2.0f), y = g;
-    eng::ffn_activate(mdl::FfnActivation::swiglu, y, u);
+    ops::ffn_activate(mdl::FfnActivation::swiglu, y, u);
     double worst = 0;
     for (std::size_t i = 0; i < n; ++i) {
       const double want = double(g[i]) / (1 + std::exp(-double(g[i]))) * u[i];
@@ -295,7 +296,7 @@ TEST_CASE("powerinfer2 engine: FFN activations", "[unit]") {
   std::vector<float> g{-2.0f, -0.5f, 0.0f, 0.5f, 3.0f}, u{1.5f, -1.0f, 2.0f, -2.0f, 0.25f};
   for (auto a : {mdl::FfnActivation::swiglu, mdl::FfnActivation::reglu, mdl::FfnActivation::drelu}) {
     std::vector<float> y = g;
-    eng::ffn_activate(a, y, u);
+    ops::ffn_activate(a, y, u);
     for (std::size_t i = 0; i < g.size(); ++i) {
       const double gi = g[i], ui = u[i];
       const double ref = a == mdl::FfnActivation::swiglu ? gi / (1 + std::exp(-gi)) * ui
@@ -366,7 +367,7 @@ TEST_CASE("powerinfer2 engine: prefill logits equal token-by-token decode logits
   TinySpec spec;
   spec.activation = act;
   spec.separate_output = act != "reglu";  // also the tied classifier
-  const eng::Model model(write_tiny(dir / "tiny.gguf", spec));
+  const mdl::Model model(write_tiny(dir / "tiny.gguf", spec));
   CHECK(model.config.activation == (act == "" ? mdl::FfnActivation::swiglu
                                     : act == "reglu" ? mdl::FfnActivation::reglu
                                                      : mdl::FfnActivation::drelu));
@@ -375,10 +376,10 @@ TEST_CASE("powerinfer2 engine: prefill logits equal token-by-token decode logits
   const std::vector<mdl::TokenId> toks{1, 265, 266, 13, 42, 269, 7, 260, 261, 262, 263, 2, 100, 200, 5, 9, 11};
   const std::size_t V = model.config.vocab;
 
-  eng::Forward a(model, pool, 0, /*max_batch=*/5);  // 17 tokens: batches of 5, 5, 5, 2
+  mdl::Forward a(model, pool, 0, /*max_batch=*/5);  // 17 tokens: batches of 5, 5, 5, 2
   std::vector<float> all(toks.size() * V);
   a.prefill(toks, 0, all);
-  eng::Forward b(model, pool);
+  mdl::Forward b(model, pool);
   // F32 weights and activations both ways; the products sum in different orders.
   constexpr double kTol = 1e-4;
   double worst = 0;
@@ -389,7 +390,7 @@ TEST_CASE("powerinfer2 engine: prefill logits equal token-by-token decode logits
   INFO("max |prefill - decode| logit difference " << worst);
   CHECK(worst < kTol);
   // The last-token-only prefill (one batch, classifier by matvec) gives the same logits.
-  eng::Forward c(model, pool);
+  mdl::Forward c(model, pool);
   std::span<const float> last = c.prefill(toks, 0);
   double worst_last = 0;
   for (std::size_t j = 0; j < V; ++j)
@@ -534,8 +535,8 @@ TEST_CASE("powerinfer2 engine: repacked Q8_0 / Q4_0 weights give the logits of t
   const std::string f32 = write_tiny(dir / "tiny.gguf", spec), q = (dir / "q.gguf").string();
   REQUIRE(testing::run_command(cli() + " quantize " + f32 + " " + q + " " + type).exit_code == 0);
   common::ThreadPool pool(2);
-  const eng::Model plain(q, &pool, /*repack=*/false);
-  const eng::Model packed(q, &pool, /*repack=*/true);
+  const mdl::Model plain(q, &pool, /*repack=*/false);
+  const mdl::Model packed(q, &pool, /*repack=*/true);
   for (const mdl::LayerWeights& L : packed.weights.layers)
     for (const auto* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) CHECK(m->layout == powerinfer2::ops::WeightLayout::rows16);
   CHECK(packed.weights.output.layout == powerinfer2::ops::WeightLayout::rows16);
@@ -544,9 +545,9 @@ TEST_CASE("powerinfer2 engine: repacked Q8_0 / Q4_0 weights give the logits of t
   const std::vector<mdl::TokenId> toks{1, 265, 266, 13, 42, 269, 7, 260, 261, 262, 263, 2, 100};
   const std::size_t V = plain.config.vocab;
   std::vector<float> want(toks.size() * V), got(toks.size() * V);
-  eng::Forward(plain, pool).prefill(toks, 0, want);
-  eng::Forward(packed, pool).prefill(toks, 0, got);
-  eng::Forward dec(packed, pool);
+  mdl::Forward(plain, pool).prefill(toks, 0, want);
+  mdl::Forward(packed, pool).prefill(toks, 0, got);
+  mdl::Forward dec(packed, pool);
   double worst = 0, worst_dec = 0, spread = 0;
   for (std::size_t i = 0; i < toks.size(); ++i) {
     std::span<const float> d = dec.decode(toks[i], i);
@@ -583,12 +584,12 @@ TEST_CASE("powerinfer2 engine: Q8_0 and Q4_0 logits stay near F32 on stories260K
   REQUIRE(testing::run_command(cli() + " import --llama2c '" + (models / "stories260K.bin").string() +
                                "' --tokenizer '" + (models / "tok512.bin").string() + "' -o " + f32)
               .exit_code == 0);
-  const eng::Model ref(f32);
+  const mdl::Model ref(f32);
   common::ThreadPool pool(2);
   // The F32 greedy path from BOS, 64 tokens.
   std::vector<mdl::TokenId> path{1};
   {
-    eng::Forward fw(ref, pool);
+    mdl::Forward fw(ref, pool);
     std::span<const float> logits = fw.decode(1, 0);
     while (path.size() < 64) {
       path.push_back(eng::argmax(logits));
@@ -596,9 +597,9 @@ TEST_CASE("powerinfer2 engine: Q8_0 and Q4_0 logits stay near F32 on stories260K
     }
   }
   const std::size_t V = ref.config.vocab;
-  auto logits_of = [&](const eng::Model& m) {
+  auto logits_of = [&](const mdl::Model& m) {
     std::vector<float> out(path.size() * V);
-    eng::Forward(m, pool).prefill(path, 0, out);
+    mdl::Forward(m, pool).prefill(path, 0, out);
     return out;
   };
   // The largest error relative to `want`'s spread, and the positions where the argmax agrees.
@@ -627,8 +628,8 @@ TEST_CASE("powerinfer2 engine: Q8_0 and Q4_0 logits stay near F32 on stories260K
     REQUIRE(testing::run_command(cli() + " quantize " + f32 + " " + q + " " + c.type).exit_code == 0);
     const std::string decoded = (dir / (std::string(c.type) + "-as-f32.gguf")).string();
     write_decoded_f32(q, decoded);
-    const std::vector<float> got = logits_of(eng::Model(q));
-    const auto [kernel_err, kernel_same] = compare(logits_of(eng::Model(decoded)), got);
+    const std::vector<float> got = logits_of(mdl::Model(q));
+    const auto [kernel_err, kernel_same] = compare(logits_of(mdl::Model(decoded)), got);
     const auto [weight_err, same_top] = compare(want, got);
     WARN(c.type << ": max logit error / spread against the same weights in F32 " << kernel_err << " (tolerance "
                 << c.kernel_tol << "), against the F32 model " << weight_err << " (tolerance " << c.weight_tol

@@ -14,11 +14,11 @@
 
 #include "common/errors.hpp"
 #include "common/thread_pool.hpp"
-#include "engine/forward.hpp"
-#include "engine/model.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
 #include "json_text.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
 #include "model/tokenizer.hpp"
 #include "model_maker.hpp"
 #include "ops/fp16.hpp"
@@ -27,8 +27,8 @@
 #include "tokenizer_fixtures.hpp"
 
 namespace io = powerinfer2::io;
-namespace eng = powerinfer2::engine;
 namespace mm = powerinfer2::tools;
+namespace mdl = powerinfer2::model;
 using io::GgmlType;
 
 namespace {
@@ -70,9 +70,9 @@ std::vector<std::uint64_t> expected_shape(const std::string& name) {
 
 // Decodes a few tokens and checks that every logit is finite and that they are not all equal.
 void require_finite_logits(const std::filesystem::path& path, std::size_t n_ctx = 32) {
-  const eng::Model model(path.string());
+  const mdl::Model model(path.string());
   common::ThreadPool pool(2);
-  eng::Forward forward(model, pool, n_ctx);
+  mdl::Forward forward(model, pool, n_ctx);
   for (std::size_t pos = 0; pos < 4; ++pos) {
     const std::span<const float> logits = forward.decode(static_cast<powerinfer2::model::TokenId>(1 + 37 * pos), pos);
     REQUIRE(logits.size() == model.config.vocab);
@@ -233,7 +233,7 @@ TEST_CASE("powerinfer2 make-model: each activation is stored and generate runs o
   testing::TempDir dir;
   const auto path = write_tiny(dir, "m.gguf", "--activation " + act + " --type " + type + " --seed 9");
   CHECK(io::GgufFile(path.string()).get_string("powerinfer2.ffn_activation") == act);
-  CHECK(eng::Model(path.string()).config.activation ==
+  CHECK(mdl::Model(path.string()).config.activation ==
         (act == "swiglu" ? powerinfer2::model::FfnActivation::swiglu
                          : act == "reglu" ? powerinfer2::model::FfnActivation::reglu : powerinfer2::model::FfnActivation::drelu));
   require_finite_logits(path);

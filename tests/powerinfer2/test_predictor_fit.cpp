@@ -17,10 +17,10 @@
 
 #include "common/errors.hpp"
 #include "recall_bound.hpp"
-#include "sparse/predictor_fit.hpp"
+#include "prep/predictor_fit.hpp"
 #include "test_support.hpp"
 
-namespace sp = powerinfer2::sparse;
+namespace prep = powerinfer2::prep;
 
 namespace {
 
@@ -74,14 +74,14 @@ struct Layer {
 };
 
 // max |W1 W1^T - I|.
-double orthonormality_error(const sp::LinearPredictor& p) {
+double orthonormality_error(const prep::LinearPredictor& p) {
   const Eigen::Map<const MatF> w1(p.w1.data(), static_cast<Eigen::Index>(p.rank), static_cast<Eigen::Index>(p.dim));
   const MatF g = w1 * w1.transpose();
   return (g - MatF::Identity(g.rows(), g.cols())).cwiseAbs().maxCoeff();
 }
 
 // max over the rows c of C of |c - W1^T W1 c| / |c|: whether W1 spans C's row space.
-double span_error(const sp::LinearPredictor& p, const MatF& c) {
+double span_error(const prep::LinearPredictor& p, const MatF& c) {
   const Eigen::Map<const MatF> w1(p.w1.data(), static_cast<Eigen::Index>(p.rank), static_cast<Eigen::Index>(p.dim));
   double worst = 0.0;
   for (Eigen::Index j = 0; j < c.rows(); ++j) {
@@ -93,11 +93,11 @@ double span_error(const sp::LinearPredictor& p, const MatF& c) {
 }
 
 // p's recall sample by sample on n samples (xs [n][dim], targets [n][n_out]).
-recall_bound::Samples per_sample(const sp::LinearPredictor& p, std::span<const float> xs, std::span<const float> ts,
+recall_bound::Samples per_sample(const prep::LinearPredictor& p, std::span<const float> xs, std::span<const float> ts,
                                  std::size_t n) {
   recall_bound::Samples out;
   for (std::size_t s = 0; s < n; ++s) {
-    const sp::SetQuality q = sp::measure_and(p, nullptr, xs.subspan(s * p.dim, p.dim),
+    const prep::SetQuality q = prep::measure_and(p, nullptr, xs.subspan(s * p.dim, p.dim),
                                              ts.subspan(s * p.n_out, p.n_out), {}, 1);
     const double fired = q.true_fraction * static_cast<double>(p.n_out);
     out.add(fired, q.recall * fired);
@@ -107,11 +107,11 @@ recall_bound::Samples per_sample(const sp::LinearPredictor& p, std::span<const f
 
 // Measures p on n fresh samples of `layer` and checks the recall against recall_bound.hpp's
 // bound for the fit's held-out firings.
-sp::SetQuality check_fresh_recall(const sp::LinearPredictor& p, const sp::PredictorFitReport& r, const Layer& layer,
+prep::SetQuality check_fresh_recall(const prep::LinearPredictor& p, const prep::PredictorFitReport& r, const Layer& layer,
                                   std::mt19937& rng, std::size_t n, double target) {
   std::vector<float> xs, ts;
   layer.sample(rng, n, xs, ts);
-  const sp::SetQuality q = sp::measure_and(p, nullptr, xs, ts, {}, n);
+  const prep::SetQuality q = prep::measure_and(p, nullptr, xs, ts, {}, n);
   const recall_bound::Samples fresh = per_sample(p, xs, ts, n);
   const double heldout_fired = r.true_fraction * static_cast<double>(r.n_holdout * layer.n_out);
   const double bound = recall_bound::bound(target, heldout_fired, fresh);
@@ -122,7 +122,7 @@ sp::SetQuality check_fresh_recall(const sp::LinearPredictor& p, const sp::Predic
   return q;
 }
 
-void print(const char* what, const sp::PredictorFitReport& r) {
+void print(const char* what, const prep::PredictorFitReport& r) {
   std::printf("%s: rank %zu, held-out recall %.4f precision %.4f predicted %.4f true %.4f, margin %.3f "
               "(train %zu, held out %zu)\n",
               what, r.rank, r.recall, r.precision, r.predicted_fraction, r.true_fraction, r.margin, r.n_train,
@@ -143,8 +143,8 @@ TEST_CASE("powerinfer2 predictor fit: low-rank inputs give their rank and the re
   std::vector<float> xs, ts;
   layer.sample(rng, n, xs, ts);
 
-  sp::PredictorFitOptions o;
-  const auto [p, report] = sp::fit_linear_predictor(xs, ts, n, dim, n_out, o);
+  prep::PredictorFitOptions o;
+  const auto [p, report] = prep::fit_linear_predictor(xs, ts, n, dim, n_out, o);
   print("low rank", report);
   CHECK(report.rank == k + (constant ? 1 : 0));
   CHECK(report.n_holdout == n / 4);
@@ -159,7 +159,7 @@ TEST_CASE("powerinfer2 predictor fit: low-rank inputs give their rank and the re
   std::vector<float> xs2, ts2;
   const std::size_t n2 = 1000;
   layer.sample(rng, n2, xs2, ts2);
-  const sp::SetQuality q = sp::measure_and(p, nullptr, xs2, ts2, {}, n2);
+  const prep::SetQuality q = prep::measure_and(p, nullptr, xs2, ts2, {}, n2);
   std::printf("  fresh samples: recall %.4f precision %.4f predicted %.4f true %.4f\n", q.recall, q.precision,
               q.predicted_fraction, q.true_fraction);
   CHECK(q.recall >= o.target_recall);
@@ -171,7 +171,7 @@ TEST_CASE("powerinfer2 predictor fit: low-rank inputs give their rank and the re
   double max_diff = 0.0;
   for (std::size_t s = 0; s < 5; ++s) {
     const std::span<const float> x(xs2.data() + s * dim, dim);
-    sp::predictor_scores(p, x, out);
+    prep::predictor_scores(p, x, out);
     std::vector<double> z(p.rank, 0.0);
     for (std::size_t c = 0; c < p.rank; ++c)
       for (std::size_t j = 0; j < dim; ++j) z[c] += static_cast<double>(p.w1[c * dim + j]) * x[j];
@@ -192,15 +192,15 @@ TEST_CASE("powerinfer2 predictor fit: the margin calibrated on held-out samples 
   layer.target_noise = 0.3f;
   std::vector<float> xs, ts;
   layer.sample(rng, n, xs, ts);
-  const sp::PredictorFitOptions o;
-  const auto [p, report] = sp::fit_linear_predictor(xs, ts, n, dim, n_out, o);
+  const prep::PredictorFitOptions o;
+  const auto [p, report] = prep::fit_linear_predictor(xs, ts, n, dim, n_out, o);
   print("noisy targets", report);
   CHECK(report.rank == k);
   CHECK(report.margin > 0.5);
   // The smallest margin: the held-out recall lands on the target, not well past it.
   CHECK(report.recall < o.target_recall + 0.002);
 
-  const sp::SetQuality q = check_fresh_recall(p, report, layer, rng, 2000, o.target_recall);
+  const prep::SetQuality q = check_fresh_recall(p, report, layer, rng, 2000, o.target_recall);
   CHECK(std::abs(q.recall - report.recall) < 0.005);
   CHECK(std::abs(q.precision - report.precision) < 0.05);
 }
@@ -216,11 +216,11 @@ TEST_CASE("powerinfer2 predictor fit: randomized subspace iteration matches the 
   const Layer layer(rng, dim, n_out, k, noise, false);
   std::vector<float> xs, ts;
   layer.sample(rng, n, xs, ts);
-  sp::PredictorFitOptions o;
+  prep::PredictorFitOptions o;
   o.exact_eigen_max = 0;
-  const auto [fast, fast_report] = sp::fit_linear_predictor(xs, ts, n, dim, n_out, o);
+  const auto [fast, fast_report] = prep::fit_linear_predictor(xs, ts, n, dim, n_out, o);
   o.exact_eigen_max = dim;
-  const auto [exact, exact_report] = sp::fit_linear_predictor(xs, ts, n, dim, n_out, o);
+  const auto [exact, exact_report] = prep::fit_linear_predictor(xs, ts, n, dim, n_out, o);
   print("randomized", fast_report);
   print("exact", exact_report);
   CHECK(fast_report.rank == exact_report.rank);
@@ -232,7 +232,7 @@ TEST_CASE("powerinfer2 predictor fit: randomized subspace iteration matches the 
 
   // The share of the inputs' energy that each basis keeps.
   const Eigen::Map<const MatF> x(xs.data(), static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(dim));
-  auto kept = [&x, dim](const sp::LinearPredictor& p) {
+  auto kept = [&x, dim](const prep::LinearPredictor& p) {
     const Eigen::Map<const MatF> w1(p.w1.data(), static_cast<Eigen::Index>(p.rank), static_cast<Eigen::Index>(dim));
     return static_cast<double>((x * w1.transpose()).squaredNorm() / x.squaredNorm());
   };
@@ -254,9 +254,9 @@ TEST_CASE("powerinfer2 predictor fit: full-rank inputs keep the recall with a la
 
   const double target = GENERATE(0.9, 0.99, 0.999);
   CAPTURE(target);
-  sp::PredictorFitOptions o;
+  prep::PredictorFitOptions o;
   o.target_recall = target;
-  const auto [p, report] = sp::fit_linear_predictor(xs, ts, n, dim, n_out, o);
+  const auto [p, report] = prep::fit_linear_predictor(xs, ts, n, dim, n_out, o);
   print("full rank", report);
   CHECK(report.rank == 8);  // max(8, dim / 16): capped
   // The smallest margin: the held-out recall lands on the target, not well past it.
@@ -267,9 +267,9 @@ TEST_CASE("powerinfer2 predictor fit: full-rank inputs keep the recall with a la
   check_fresh_recall(p, report, layer, rng, 2000, target);
 
   // The margin grows with the target.
-  sp::PredictorFitOptions lower = o;
+  prep::PredictorFitOptions lower = o;
   lower.target_recall = target - 0.05;
-  const auto [p2, report2] = sp::fit_linear_predictor(xs, ts, n, dim, n_out, lower);
+  const auto [p2, report2] = prep::fit_linear_predictor(xs, ts, n, dim, n_out, lower);
   CHECK(report2.margin < report.margin);
   CHECK(report2.predicted_fraction < report.predicted_fraction);
 }
@@ -288,9 +288,9 @@ TEST_CASE("powerinfer2 predictor fit: dReLU sets (gate AND up) measured jointly"
   up.sample(r2, n, xs_u, ut);
   REQUIRE(xs == xs_u);
 
-  const sp::PredictorFitOptions o;
-  const auto [pg, rg] = sp::fit_linear_predictor(xs, gt, n, dim, n_out, o);
-  const auto [pu, ru] = sp::fit_linear_predictor(xs, ut, n, dim, n_out, o);
+  const prep::PredictorFitOptions o;
+  const auto [pg, rg] = prep::fit_linear_predictor(xs, gt, n, dim, n_out, o);
+  const auto [pu, ru] = prep::fit_linear_predictor(xs, ut, n, dim, n_out, o);
   print("gate", rg);
   print("up", ru);
 
@@ -299,8 +299,8 @@ TEST_CASE("powerinfer2 predictor fit: dReLU sets (gate AND up) measured jointly"
   const std::size_t n2 = 500;
   gate.sample(f1, n2, xf, gf);
   up.sample(f2, n2, xf_u, uf);
-  const sp::SetQuality both = sp::measure_and(pg, &pu, xf, gf, uf, n2);
-  const sp::SetQuality g_only = sp::measure_and(pg, nullptr, xf, gf, {}, n2);
+  const prep::SetQuality both = prep::measure_and(pg, &pu, xf, gf, uf, n2);
+  const prep::SetQuality g_only = prep::measure_and(pg, nullptr, xf, gf, {}, n2);
   std::printf("  fresh: AND recall %.4f precision %.4f true %.4f; gate alone recall %.4f true %.4f\n", both.recall,
               both.precision, both.true_fraction, g_only.recall, g_only.true_fraction);
 
@@ -308,8 +308,8 @@ TEST_CASE("powerinfer2 predictor fit: dReLU sets (gate AND up) measured jointly"
   std::size_t hit = 0, predicted = 0, fired = 0;
   std::vector<float> sg(n_out), su(n_out);
   for (std::size_t s = 0; s < n2; ++s) {
-    sp::predictor_scores(pg, std::span<const float>(xf.data() + s * dim, dim), sg);
-    sp::predictor_scores(pu, std::span<const float>(xf.data() + s * dim, dim), su);
+    prep::predictor_scores(pg, std::span<const float>(xf.data() + s * dim, dim), sg);
+    prep::predictor_scores(pu, std::span<const float>(xf.data() + s * dim, dim), su);
     for (std::size_t i = 0; i < n_out; ++i) {
       const bool pred = sg[i] > 0 && su[i] > 0, fire = gf[s * n_out + i] > 0 && uf[s * n_out + i] > 0;
       predicted += pred;
@@ -333,41 +333,41 @@ TEST_CASE("powerinfer2 predictor fit: degenerate inputs fail cleanly or predict 
   std::mt19937 rng(1);
   const Layer layer(rng, dim, n_out, 4, 1e-3f, false);
   std::vector<float> xs, ts;
-  const sp::PredictorFitOptions o;
+  const prep::PredictorFitOptions o;
 
   SECTION("too few samples") {
     layer.sample(rng, 3, xs, ts);
-    CHECK_THROWS_AS(sp::fit_linear_predictor(xs, ts, 3, dim, n_out, o), common::InputError);
+    CHECK_THROWS_AS(prep::fit_linear_predictor(xs, ts, 3, dim, n_out, o), common::InputError);
     layer.sample(rng, 4, xs, ts);
-    CHECK_NOTHROW(sp::fit_linear_predictor(xs, ts, 4, dim, n_out, o));
+    CHECK_NOTHROW(prep::fit_linear_predictor(xs, ts, 4, dim, n_out, o));
   }
   SECTION("all-zero inputs: rank 0, every neuron predicted active") {
     const std::size_t n = 40;
     layer.sample(rng, n, xs, ts);
     std::fill(xs.begin(), xs.end(), 0.0f);
-    const auto [p, report] = sp::fit_linear_predictor(xs, ts, n, dim, n_out, o);
+    const auto [p, report] = prep::fit_linear_predictor(xs, ts, n, dim, n_out, o);
     CHECK(p.rank == 0);
     CHECK(report.rank == 0);
     CHECK(report.recall == 1.0);
     CHECK(report.predicted_fraction == 1.0);
     std::vector<float> out(n_out);
     std::vector<float> x(dim, 0.5f);
-    sp::predictor_scores(p, x, out);
+    prep::predictor_scores(p, x, out);
     for (float s : out) CHECK(s > 0.0f);
-    CHECK(sp::measure_and(p, nullptr, xs, ts, {}, n).predicted_fraction == 1.0);
+    CHECK(prep::measure_and(p, nullptr, xs, ts, {}, n).predicted_fraction == 1.0);
   }
   SECTION("non-finite values") {
     layer.sample(rng, 40, xs, ts);
     ts[5 * n_out + 3] = std::nanf("");
-    CHECK_THROWS_WITH(sp::fit_linear_predictor(xs, ts, 40, dim, n_out, o),
+    CHECK_THROWS_WITH(prep::fit_linear_predictor(xs, ts, 40, dim, n_out, o),
                       Catch::Contains("predictor fit") && Catch::Contains("sample 5"));
   }
   SECTION("sizes that do not match are bugs") {
     layer.sample(rng, 40, xs, ts);
-    CHECK_THROWS_AS(sp::fit_linear_predictor(xs, ts, 41, dim, n_out, o), common::InternalError);
-    sp::PredictorFitOptions bad = o;
+    CHECK_THROWS_AS(prep::fit_linear_predictor(xs, ts, 41, dim, n_out, o), common::InternalError);
+    prep::PredictorFitOptions bad = o;
     bad.holdout = 0.0;
-    CHECK_THROWS_AS(sp::fit_linear_predictor(xs, ts, 40, dim, n_out, bad), common::InternalError);
+    CHECK_THROWS_AS(prep::fit_linear_predictor(xs, ts, 40, dim, n_out, bad), common::InternalError);
   }
 }
 
@@ -400,16 +400,16 @@ TEST_CASE("powerinfer2 predictor fit: 7b-shape layer timing", "[slow]") {
   MatF x, t;
   draw(n, x, t);
 
-  const sp::PredictorFitOptions o;
+  const prep::PredictorFitOptions o;
   const auto start = std::chrono::steady_clock::now();
-  const auto [p, report] = sp::fit_linear_predictor(span_of(x), span_of(t), n, dim, n_out, o);
+  const auto [p, report] = prep::fit_linear_predictor(span_of(x), span_of(t), n, dim, n_out, o);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print("7b shape", report);
   std::printf("  fit time %.3f s (single-threaded Eigen, n %zu, dim %zu, n_out %zu, noise %.3g)\n", seconds, n, dim,
               n_out, static_cast<double>(noise));
   const std::size_t n_fresh = 512;
   draw(n_fresh, x, t);
-  const sp::SetQuality q = sp::measure_and(p, nullptr, span_of(x), span_of(t), {}, n_fresh);
+  const prep::SetQuality q = prep::measure_and(p, nullptr, span_of(x), span_of(t), {}, n_fresh);
   const double heldout_fired = report.true_fraction * static_cast<double>(report.n_holdout * n_out);
   const double bound = recall_bound::bound(o.target_recall, heldout_fired, per_sample(p, span_of(x), span_of(t), n_fresh));
   std::printf("  %zu fresh samples: recall %.4f (bound %.4f) precision %.4f\n", n_fresh, q.recall, bound, q.precision);

@@ -1,4 +1,4 @@
-// `powerinfer2-cli quantize` and ops::quantize_gguf: which tensors are quantized, their
+// `powerinfer2-cli quantize` and prep::quantize_gguf: which tensors are quantized, their
 // bytes and values, untouched tensors and metadata, and the command's errors.
 #include <cmath>
 #include <cstring>
@@ -10,12 +10,13 @@
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
 #include "ops/fp16.hpp"
-#include "ops/quantize_file.hpp"
 #include "ops/quants.hpp"
+#include "prep/quantize_file.hpp"
 #include "test_support.hpp"
 
 namespace io = powerinfer2::io;
 namespace ops = powerinfer2::ops;
+namespace prep = powerinfer2::prep;
 using io::GgmlType;
 
 namespace {
@@ -106,7 +107,7 @@ TEST_CASE("powerinfer2 quantize: weight matrices to Q8_0 / Q4_0, everything else
   const std::string in_path = (dir / "in.gguf").string(), out_path = (dir / "out.gguf").string();
   write_source(in_path);
   common::ThreadPool pool(2);
-  const ops::QuantizeReport report = ops::quantize_gguf(in_path, out_path, target, pool);
+  const prep::QuantizeReport report = prep::quantize_gguf(in_path, out_path, target, pool);
 
   const io::GgufFile in(in_path), out(out_path);
   // Metadata: the same keys in the same order, file type set, quantization version added.
@@ -201,6 +202,6 @@ TEST_CASE("powerinfer2 quantize: bad command lines and inputs", "[unit]") {
   CHECK_FALSE(std::filesystem::exists(out_path));
 
   common::ThreadPool pool(1);
-  CHECK_THROWS_AS(ops::quantize_gguf(in_path, out_path, GgmlType::Q4_K, pool), common::UsageError);
+  CHECK_THROWS_AS(prep::quantize_gguf(in_path, out_path, GgmlType::Q4_K, pool), common::UsageError);
   CHECK_FALSE(std::filesystem::exists(out_path));
 }

@@ -18,8 +18,8 @@
 #include "common/file_io.hpp"
 #include "common/thread_pool.hpp"
 #include "common/timer.hpp"
-#include "engine/forward.hpp"
-#include "engine/model.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
 #include "engine/runtime.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
@@ -28,8 +28,9 @@
 #include "ops/neuron_ops.hpp"
 #include "recall_bound.hpp"
 #include "reference_decode.hpp"
-#include "sparse/pi2_format.hpp"
-#include "sparse/profile.hpp"
+#include "model/pi2_model.hpp"
+#include "prep/pi2_writer.hpp"
+#include "prep/profile.hpp"
 #include "sparse/sparse_ffn.hpp"
 #include "test_support.hpp"
 
@@ -38,6 +39,7 @@ namespace eng = powerinfer2::engine;
 namespace mdl = powerinfer2::model;
 namespace mm = powerinfer2::tools;
 namespace sp = powerinfer2::sparse;
+namespace prep = powerinfer2::prep;
 
 namespace {
 
@@ -59,9 +61,9 @@ std::filesystem::path tiny_model(const testing::TempDir& dir, const std::string&
 
 void convert(const std::filesystem::path& in, const std::filesystem::path& out, std::size_t cluster) {
   const io::GgufFile src(in.string());
-  sp::Pi2WriteSpec spec;
+  prep::Pi2WriteSpec spec;
   spec.cluster_size = cluster;
-  sp::write_pi2(src, mdl::load_config(src), spec, out.string());
+  prep::write_pi2(src, mdl::load_config(src), spec, out.string());
 }
 
 std::vector<mdl::TokenId> some_tokens(std::size_t n, std::uint32_t vocab, std::uint64_t seed) {
@@ -75,7 +77,7 @@ std::vector<mdl::TokenId> some_tokens(std::size_t n, std::uint32_t vocab, std::u
 }
 
 // Logits of prefill(prompt) then greedy decode of `steps` tokens: all of them, concatenated.
-std::vector<float> run(eng::Forward& f, std::span<const mdl::TokenId> prompt, std::size_t steps,
+std::vector<float> run(mdl::Forward& f, std::span<const mdl::TokenId> prompt, std::size_t steps,
                        std::vector<mdl::TokenId>* out_tokens = nullptr) {
   std::vector<float> all;
   std::span<const float> lg = f.prefill(prompt, 0);
@@ -94,8 +96,8 @@ std::vector<float> run(eng::Forward& f, std::span<const mdl::TokenId> prompt, st
 std::vector<float> run_dense(const std::filesystem::path& path, std::span<const mdl::TokenId> prompt, std::size_t steps,
                              std::vector<mdl::TokenId>* out_tokens) {
   common::ThreadPool pool(2);
-  const eng::Model m(path.string(), &pool);
-  eng::Forward f(m, pool, 64);
+  const mdl::Model m(path.string(), &pool);
+  mdl::Forward f(m, pool, 64);
   return run(f, prompt, steps, out_tokens);
 }
 
@@ -143,16 +145,16 @@ void check_sparse_json(const nlohmann::json& j, double min_tokens, double wall_s
 TEST_CASE("powerinfer2 sparse: bundle geometry keeps every cluster on 4 KiB boundaries", "[unit]") {
   for (auto type : {io::GgmlType::F32, io::GgmlType::F16, io::GgmlType::Q8_0, io::GgmlType::Q4_0})
     for (std::size_t n : {1, 2, 3, 4, 16, 32, 64}) {
-      const sp::BundleGeometry g = sp::bundle_geometry(type, 4096, n * 448, n);
-      CHECK(g.cluster_bytes() % sp::kClusterAlign == 0);
+      const mdl::BundleGeometry g = mdl::bundle_geometry(type, 4096, n * 448, n);
+      CHECK(g.cluster_bytes() % io::kClusterAlign == 0);
       CHECK(g.stride >= 3 * g.part_bytes);
-      CHECK(g.stride - 3 * g.part_bytes < sp::kClusterAlign);
+      CHECK(g.stride - 3 * g.part_bytes < io::kClusterAlign);
     }
   // Q4_0, dim 4096: 6912 bytes of parts; alone padded to 8 KiB (as PowerInfer-2 pads 7.5 KB
   // to 8 KB), in clusters of 16 no padding at all.
-  CHECK(sp::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 1).stride == 8192);
-  CHECK(sp::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 16).stride == 6912);
-  CHECK_THROWS_AS(sp::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 5), common::UsageError);
+  CHECK(mdl::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 1).stride == 8192);
+  CHECK(mdl::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 16).stride == 6912);
+  CHECK_THROWS_AS(mdl::bundle_geometry(io::GgmlType::Q4_0, 4096, 14336, 5), common::UsageError);
 }
 
 TEST_CASE("powerinfer2 sparse: a bundle holds gate row, up row and down column of its neuron", "[unit]") {
@@ -164,7 +166,7 @@ TEST_CASE("powerinfer2 sparse: a bundle holds gate row, up row and down column o
     const io::GgufFile d(dense.string()), c(conv.string());
     const mdl::ModelConfig cfg = mdl::load_config(d);
     const mdl::ModelWeights w = mdl::load_weights(d, cfg);
-    const sp::Pi2Model m = sp::load_pi2(c, cfg);
+    const mdl::Pi2Model m = mdl::load_pi2(c, cfg);
     REQUIRE(m.layers.size() == cfg.n_layer);
     std::vector<float> part(cfg.dim), ref(cfg.dim), down_row(cfg.ffn_dim);
     double worst_down = 0.0;
@@ -178,10 +180,10 @@ TEST_CASE("powerinfer2 sparse: a bundle holds gate row, up row and down column o
         CHECK(std::memcmp(b + m.geo.up_offset(), static_cast<const std::uint8_t*>(L.up.data) + i * L.up.row_bytes(),
                           L.up.row_bytes()) == 0);
         // down column: exact for F32 / F16, re-quantized along dim for Q8_0 / Q4_0
-        sp::bundle_part_to_f32(m.geo, b, 2, part.data());
+        mdl::bundle_part_to_f32(m.geo, b, 2, part.data());
         io::GgufTensorView dv = d.tensor("blk." + std::to_string(l) + ".ffn_down.weight");
         for (std::size_t r = 0; r < cfg.dim; ++r) {
-          sp::bundle_part_to_f32(sp::bundle_geometry(type, cfg.ffn_dim, 1, 1), dv.data.data() + r * L.down.row_bytes(), 0,
+          mdl::bundle_part_to_f32(mdl::bundle_geometry(type, cfg.ffn_dim, 1, 1), dv.data.data() + r * L.down.row_bytes(), 0,
                                  down_row.data());
           ref[r] = down_row[i];
         }
@@ -209,14 +211,14 @@ TEST_CASE("powerinfer2 sparse: neuron_axpy matches its reference on every bundle
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (auto type : {io::GgmlType::F32, io::GgmlType::F16, io::GgmlType::Q8_0, io::GgmlType::Q4_0}) {
     const std::size_t n = 96;
-    const sp::BundleGeometry g = sp::bundle_geometry(type, n, 1, 1);
+    const mdl::BundleGeometry g = mdl::bundle_geometry(type, n, 1, 1);
     std::vector<float> src(n);
     for (std::size_t i = 0; i < n; ++i) src[i] = std::sin(static_cast<float>(i) * 0.7f) * 1.5f;
     std::vector<std::uint8_t> row(g.stride);
     // Make a bundle whose down part is src.
     std::vector<std::uint8_t> zeros(g.part_bytes * 2, 0);
     const powerinfer2::ops::WeightMatrix zm{type, zeros.data(), 1, n, powerinfer2::ops::WeightLayout::gguf};
-    sp::make_bundle(g, zm, zm, src.data(), 0, row.data());
+    prep::make_bundle(g, zm, zm, src.data(), 0, row.data());
     std::vector<double> w(n);
     refdec::decode_row(type, row.data() + g.down_offset(), n, w.data());
     // The down part holds src (quantized for Q8_0 / Q4_0: within half a step of d, d = max |src| / 127 or / 8).
@@ -271,7 +273,7 @@ TEST_CASE("powerinfer2 sparse: with the oracle predictor, sparse output equals d
         o.sparse.pipeline = c.pipeline;
         o.sparse.cold_cache = c.cache;
         o.sparse.backend = c.backend;
-        if (c.offload > 0.0) o.offload_ffn = c.offload;
+        if (c.offload > 0.0) o.sparse.budget.offload_ffn = c.offload;
         eng::Runtime rt(conv.string(), o);
         std::vector<mdl::TokenId> tokens;
         const std::vector<float> logits = run(rt.forward, prompt, 12, &tokens);
@@ -320,7 +322,7 @@ TEST_CASE("powerinfer2 sparse: a streamed cluster with few predicted neurons rea
     o.n_ctx = 64;
     o.sparse.oracle = true;
     o.sparse.cold_cache = cold_cache;  // no cold slots: misses are streamed, read in part
-    o.offload_ffn = 0.75;
+    o.sparse.budget.offload_ffn = 0.75;
     eng::Runtime rt(conv.string(), o);
     REQUIRE(rt.sparse->plan().stream > 0);
     std::vector<mdl::TokenId> tokens;
@@ -344,22 +346,22 @@ TEST_CASE("powerinfer2 sparse: profiling sorts neurons hottest first without cha
   const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F16, mdl::FfnActivation::drelu, 11);
   const auto conv = dir / "d.pi2.gguf";
   common::ThreadPool pool(2);
-  const eng::Model dense(dense_path.string(), &pool);
+  const mdl::Model dense(dense_path.string(), &pool);
   const auto text = some_tokens(600, 512, 5);
-  const sp::ActivationRecord rec = sp::record_activations(dense, pool, text, 128, 0);
+  const prep::ActivationRecord rec = prep::record_activations(dense, pool, text, 128, 0);
   CHECK(rec.tokens == 600);
-  sp::Pi2WriteSpec spec;
+  prep::Pi2WriteSpec spec;
   spec.cluster_size = 8;
   spec.profiled_tokens = rec.tokens;
   for (std::size_t l = 0; l < dense.config.n_layer; ++l) {
-    spec.order.push_back(sp::hotness_order(rec.fired[l]));
+    spec.order.push_back(prep::hotness_order(rec.fired[l]));
     std::vector<float> f(dense.config.ffn_dim);
     for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(rec.fired[l][i]) / 600.0f;
     spec.freq.push_back(f);
   }
-  sp::write_pi2(dense.file, dense.config, spec, conv.string(), &pool);
+  prep::write_pi2(dense.file, dense.config, spec, conv.string(), &pool);
   const io::GgufFile c(conv.string());
-  const sp::Pi2Model m = sp::load_pi2(c, dense.config);
+  const mdl::Pi2Model m = mdl::load_pi2(c, dense.config);
   CHECK(m.profiled_tokens == 600);
   double mean_active = 0.0;
   for (std::size_t l = 0; l < m.layers.size(); ++l) {
@@ -377,13 +379,13 @@ TEST_CASE("powerinfer2 sparse: profiling sorts neurons hottest first without cha
   const auto prompt = some_tokens(7, 512, 9);
   std::vector<mdl::TokenId> want, got;
   {
-    eng::Forward f(dense, pool, 64);
+    mdl::Forward f(dense, pool, 64);
     run(f, prompt, 10, &want);
   }
   eng::RuntimeOptions o;
   o.n_ctx = 64;
   o.sparse.oracle = true;
-  o.offload_ffn = 0.6;
+  o.sparse.budget.offload_ffn = 0.6;
   eng::Runtime rt(conv.string(), o);
   run(rt.forward, prompt, 10, &got);
   CHECK(got == want);
@@ -399,7 +401,7 @@ TEST_CASE("powerinfer2 sparse: trained predictors reach their recall on unseen t
   // runtime on fresh tokens of the same process (uniform random tokens, another seed),
   // against recall_bound.hpp's bound.
   testing::TempDir dir;
-  const sp::PredictorFitOptions fit;
+  const prep::PredictorFitOptions fit;
   for (auto act : {mdl::FfnActivation::reglu, mdl::FfnActivation::drelu}) {
     const auto dense_path = tiny_model(dir, "d.gguf", io::GgmlType::F32, act, 21);
     const auto conv = dir / "d.pi2.gguf";
@@ -407,29 +409,29 @@ TEST_CASE("powerinfer2 sparse: trained predictors reach their recall on unseen t
     common::ThreadPool pool(2);
     double heldout_firings = 0.0;
     {
-      const eng::Model dense(dense_path.string(), &pool);
+      const mdl::Model dense(dense_path.string(), &pool);
       constexpr std::size_t kKept = 768;
-      const sp::ActivationRecord rec = sp::record_activations(dense, pool, some_tokens(1024, 512, 1), 256, kKept);
+      const prep::ActivationRecord rec = prep::record_activations(dense, pool, some_tokens(1024, 512, 1), 256, kKept);
       const io::GgufFile c(conv.string());
-      const sp::Pi2Model m = sp::load_pi2(c, dense.config);
+      const mdl::Pi2Model m = mdl::load_pi2(c, dense.config);
       std::vector<std::vector<std::int32_t>> perm;
       for (const auto& L : m.layers) perm.emplace_back(L.perm.begin(), L.perm.end());
-      std::vector<sp::LayerFitReport> reports;
-      sp::Pi2WriteSpec spec;
-      spec.predictors = sp::train_predictors(dense, pool, rec, perm, fit, reports);
+      std::vector<prep::LayerFitReport> reports;
+      prep::Pi2WriteSpec spec;
+      spec.predictors = prep::train_predictors(dense, pool, rec, perm, fit, reports);
       std::size_t n_holdout = 0;
-      for (std::size_t i = 0; i < kKept; ++i) n_holdout += sp::is_holdout(i, fit.holdout);
+      for (std::size_t i = 0; i < kKept; ++i) n_holdout += prep::is_holdout(i, fit.holdout);
       for (const auto& r : reports) {
         CHECK(r.precision > r.true_fraction * 2.0);  // far better than guessing
         CHECK(r.rank <= 16);
         heldout_firings += r.true_fraction * static_cast<double>(n_holdout * dense.config.ffn_dim);
       }
-      sp::write_pi2(c, dense.config, spec, conv.string(), &pool);
+      prep::write_pi2(c, dense.config, spec, conv.string(), &pool);
     }
     eng::RuntimeOptions o;
     o.n_ctx = 128;
     o.sparse.measure_recall = true;
-    o.offload_ffn = 0.5;
+    o.sparse.budget.offload_ffn = 0.5;
     eng::Runtime rt(conv.string(), o);
     REQUIRE(rt.model.pi2->has_predictor());
     const std::vector<mdl::TokenId> fresh = some_tokens(o.n_ctx, 512, 2);
@@ -460,11 +462,11 @@ TEST_CASE("powerinfer2 sparse: memory plans and refusals", "[unit]") {
   const auto conv = dir / "d.pi2.gguf";
   convert(dense_path, conv, 8);
   const io::GgufFile f(conv.string());
-  const sp::Pi2Model m = sp::load_pi2(f, mdl::load_config(f));
+  const mdl::Pi2Model m = mdl::load_pi2(f, mdl::load_config(f));
   sp::SparseOptions o;
-  o.memory_budget_bytes = 1000000 + m.geo.layer_bytes() + m.ffn_bytes() / 2;
+  o.budget.bytes = 1000000 + m.geo.layer_bytes() + m.ffn_bytes() / 2;
   const sp::MemoryPlan p = sp::plan_memory(m, 1000000, o);
-  CHECK(p.fixed + p.stream + p.hot + p.cold <= o.memory_budget_bytes);
+  CHECK(p.fixed + p.stream + p.hot + p.cold <= *o.budget.bytes);
   CHECK(p.hot + p.cold + m.geo.cluster_bytes() > m.ffn_bytes() / 2);
   CHECK(p.offloaded_fraction() == Approx(0.5).margin(0.1));
   // A third of the clusters on the GPU: the host budget goes to the rest, and with the same
@@ -474,16 +476,16 @@ TEST_CASE("powerinfer2 sparse: memory plans and refusals", "[unit]") {
   CHECK(g.gpu_clusters == on_gpu);
   CHECK(g.gpu == on_gpu * m.geo.cluster_bytes());
   CHECK(g.hot_clusters + g.cold_slots <= g.total_clusters - on_gpu);
-  CHECK(g.fixed + g.stream + g.hot + g.cold <= o.memory_budget_bytes);
+  CHECK(g.fixed + g.stream + g.hot + g.cold <= *o.budget.bytes);
   CHECK(g.offloaded_fraction() < p.offloaded_fraction() - 0.2);
   // Everything but what the GPU holds fits: nothing is streamed.
   sp::SparseOptions roomy = o;
-  roomy.memory_budget_bytes = 1000000 + m.ffn_bytes() - g.gpu;
+  roomy.budget.bytes = 1000000 + m.ffn_bytes() - g.gpu;
   const sp::MemoryPlan rp = sp::plan_memory(m, 1000000, roomy, on_gpu);
   CHECK(rp.stream == 0);
   CHECK(rp.hot_clusters == rp.total_clusters - on_gpu);
   CHECK(rp.offloaded_fraction() == Approx(0.0).margin(1e-9));
-  o.memory_budget_bytes = 1000000;
+  o.budget.bytes = 1000000;
   try {
     (void)sp::plan_memory(m, 1000000, o);
     FAIL("a budget below the fixed segment must be refused");
@@ -647,7 +649,7 @@ TEST_CASE("powerinfer2 sparse: PowerInfer's own fc1/fc2 predictor (PWRI file) is
   const std::size_t r = 8, dim = c.dim, ffn = c.ffn_dim;
   // A linear predictor W2 (W1 x) > 0 and the same as a ReLU MLP: fc1 = [W1; -W1],
   // fc2 = [W2, -W2], since relu(a) - relu(-a) = a.
-  std::vector<sp::PredictorTensors> linear(c.n_layer);
+  std::vector<prep::PredictorTensors> linear(c.n_layer);
   io::GgufWriter pw;
   pw.set_kind(io::GgufKind::powerinfer);
   for (const auto& kv : d.metadata()) pw.set(kv.key, kv.value);
@@ -663,7 +665,7 @@ TEST_CASE("powerinfer2 sparse: PowerInfer's own fc1/fc2 predictor (PWRI file) is
     return static_cast<float>(static_cast<double>(s >> 40) / static_cast<double>(1ull << 24) - 0.5);
   };
   for (std::size_t l = 0; l < c.n_layer; ++l) {
-    sp::PredictorTensors& P = linear[l];
+    prep::PredictorTensors& P = linear[l];
     P.rank = r;
     P.w1.resize(r * dim);
     for (float& v : P.w1) v = rnd();
@@ -689,14 +691,14 @@ TEST_CASE("powerinfer2 sparse: PowerInfer's own fc1/fc2 predictor (PWRI file) is
   pw.write((dir / "p.gguf").string());
   convert(dir / "p.gguf", dir / "p.pi2.gguf", 4);
   {
-    sp::Pi2WriteSpec spec;
+    prep::Pi2WriteSpec spec;
     spec.cluster_size = 4;
     spec.predictors = linear;
-    sp::write_pi2(d, c, spec, (dir / "l.pi2.gguf").string());
+    prep::write_pi2(d, c, spec, (dir / "l.pi2.gguf").string());
   }
   const io::GgufFile pf((dir / "p.pi2.gguf").string());
   CHECK(pf.get_string("powerinfer2.pi2.predictor_kind") == "relu-mlp");
-  CHECK(sp::load_pi2(pf, c).layers[1].predictor->rank() == 2 * r);
+  CHECK(mdl::load_pi2(pf, c).layers[1].predictor->rank() == 2 * r);
   std::uint64_t counts[2];
   std::vector<float> logits[2];
   int k = 0;

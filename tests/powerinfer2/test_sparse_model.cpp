@@ -15,15 +15,14 @@
 
 #include "common/errors.hpp"
 #include "common/thread_pool.hpp"
-#include "engine/forward.hpp"
-#include "engine/model.hpp"
 #include "io/gguf_reader.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
 #include "model_maker.hpp"
 #include "reference_decode.hpp"
 #include "test_support.hpp"
 
 namespace io = powerinfer2::io;
-namespace eng = powerinfer2::engine;
 namespace mdl = powerinfer2::model;
 namespace mm = powerinfer2::tools;
 
@@ -225,7 +224,7 @@ std::vector<mdl::TokenId> sequence(std::uint32_t first, std::uint32_t step, std:
 
 // The figures on a model, and the engine's logits against the reference pass's.
 void check_sparse_model(const std::filesystem::path& path, std::size_t n_tokens, double logit_tol) {
-  const eng::Model model(path.string());
+  const mdl::Model model(path.string());
   const mdl::ModelConfig& c = model.config;
   const std::vector<mdl::TokenId> a = sequence(1, 37, n_tokens, c.vocab), b = sequence(300, 101, n_tokens, c.vocab);
   const Activity ra = reference_run(path, a), rb = reference_run(path, b);
@@ -243,7 +242,7 @@ void check_sparse_model(const std::filesystem::path& path, std::size_t n_tokens,
 
   // The dense engine runs the same model: finite logits, equal to the reference's.
   common::ThreadPool pool(2);
-  eng::Forward forward(model, pool, n_tokens);
+  mdl::Forward forward(model, pool, n_tokens);
   double max_diff = 0.0, max_abs = 0.0;
   for (std::size_t pos = 0; pos < n_tokens; ++pos) {
     const std::span<const float> logits = forward.decode(a[pos], pos);
@@ -380,7 +379,7 @@ TEST_CASE("powerinfer2 make-model: a sparse model's FFN inputs lie in the bias c
   const std::string act = GENERATE("reglu", "drelu");
   testing::TempDir dir;
   const auto path = write_model(dir, act + ".gguf", "--preset tiny --activation " + act + " --type f32 --seed 5");
-  const eng::Model model(path.string());
+  const mdl::Model model(path.string());
   const mdl::ModelConfig& c = model.config;
   const std::size_t dim = c.dim, k = mm::subspace_rank(c.dim), n = 64;
   REQUIRE(k == 8);  // max(8, 64 / 32)
@@ -389,7 +388,7 @@ TEST_CASE("powerinfer2 make-model: a sparse model's FFN inputs lie in the bias c
 
   // The dense engine's FFN inputs of that layer, token by token.
   common::ThreadPool pool(2);
-  eng::Forward forward(model, pool, n);
+  mdl::Forward forward(model, pool, n);
   std::vector<std::vector<float>> xs;  // [token][dim]
   forward.set_ffn_observer([&](std::size_t layer, std::size_t m, const float* xb, const float*, const float*) {
     if (layer == kLayer)

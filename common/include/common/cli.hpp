@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ int run_guarded(const std::function<void()>& body);
 
 /// Adds an option taking a human size ("2GiB", "512M"); bad values are usage errors.
 CLI::Option* add_size_option(CLI::App* app, const std::string& name, std::uint64_t& bytes,
+                             const std::string& description);
+/// The same, set only when the option is given.
+CLI::Option* add_size_option(CLI::App* app, const std::string& name, std::optional<std::uint64_t>& bytes,
                              const std::string& description);
 
 }  // namespace common

@@ -28,7 +28,7 @@ BenchFigure summarize(std::vector<double> samples) {
 
 }  // namespace
 
-BenchResult bench(Forward& forward, std::size_t n_prompt, std::size_t n_gen, std::size_t reps) {
+BenchResult bench(model::Forward& forward, std::size_t n_prompt, std::size_t n_gen, std::size_t reps) {
   for (auto [n, what] : {std::pair{n_prompt, "prompt"}, std::pair{n_gen, "generation"}})
     if (n > forward.n_ctx())
       throw common::InputError::message(common::Where("bench"), std::string(what) + " length " + std::to_string(n) +

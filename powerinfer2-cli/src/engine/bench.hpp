@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/forward.hpp"
+#include "model/forward.hpp"
 
 namespace powerinfer2::engine {
 
@@ -24,6 +24,6 @@ struct BenchResult {
 /// One untimed warm-up of each, then `reps` timed runs. Token ids are fixed pseudo-random
 /// ids of the vocabulary (the content does not change the work of a dense pass). n_prompt or
 /// n_gen larger than the context is an InputError; 0 skips that test.
-BenchResult bench(Forward& forward, std::size_t n_prompt, std::size_t n_gen, std::size_t reps);
+BenchResult bench(model::Forward& forward, std::size_t n_prompt, std::size_t n_gen, std::size_t reps);
 
 }  // namespace powerinfer2::engine

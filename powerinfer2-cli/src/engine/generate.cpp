@@ -6,8 +6,9 @@
 
 namespace powerinfer2::engine {
 
-GenerateResult generate(const Model& model, Forward& forward, std::string_view prompt, std::size_t n_predict,
-                        Sampler& sampler, const std::function<void(std::string_view)>& on_text) {
+GenerateResult generate(const model::Model& model, model::Forward& forward, std::string_view prompt,
+                        std::size_t n_predict, Sampler& sampler,
+                        const std::function<void(std::string_view)>& on_text) {
   const model::Tokenizer& tok = model.tokenizer;
   GenerateResult r;
   common::Stopwatch clock;

@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/forward.hpp"
 #include "engine/sampler.hpp"
+#include "model/forward.hpp"
 
 namespace powerinfer2::engine {
 
@@ -35,7 +35,8 @@ struct GenerateResult {
 /// Generates up to `n_predict` tokens after `prompt`. An empty prompt feeds BOS only. The
 /// first piece after BOS loses its leading space (as llama2.c prints). A prompt longer than
 /// the context is an InputError ("prompt has N tokens, the model's context is M").
-GenerateResult generate(const Model& model, Forward& forward, std::string_view prompt, std::size_t n_predict,
-                        Sampler& sampler, const std::function<void(std::string_view)>& on_text = {});
+GenerateResult generate(const model::Model& model, model::Forward& forward, std::string_view prompt,
+                        std::size_t n_predict, Sampler& sampler,
+                        const std::function<void(std::string_view)>& on_text = {});
 
 }  // namespace powerinfer2::engine

@@ -5,13 +5,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "common/thread_pool.hpp"
-#include "engine/forward.hpp"
-#include "engine/gpu_offload.hpp"
-#include "engine/model.hpp"
+#include "model/forward.hpp"
+#include "model/gpu_offload.hpp"
+#include "model/model.hpp"
 #include "sparse/sparse_ffn.hpp"
 
 namespace powerinfer2::engine {
@@ -22,34 +21,29 @@ enum class Device { cpu, cuda, automatic };
 
 struct RuntimeOptions {
   std::size_t threads = 2;
-  std::size_t n_ctx = 0;  // 0: the model's
-  sparse::SparseOptions sparse;
-  /// Shorthand for the budget: leave this fraction (0..1) of the FFN weights on storage.
-  std::optional<double> offload_ffn;
+  std::size_t n_ctx = 0;         // 0: the model's
+  sparse::SparseOptions sparse;  // the memory budget (sparse.budget) included
   Device device = Device::cpu;
   /// Device memory the engine may take (0: 90% of what is free): the layers' matrices for
-  /// prompts, then (a sparse model) the most frequently active neuron clusters.
+  /// prompts, then (a sparse model) the most frequently active neuron clusters. Unused on the CPU.
   std::uint64_t gpu_memory_bytes = 0;
 };
 
 class Runtime {
  public:
-  /// Loads `path`; UsageError for sparse options on a dense model or a budget that cannot hold
-  /// the fixed segment (with the numbers).
+  /// Loads `path`; UsageError for sparse options on a dense model, a context longer than the
+  /// model's, a missing device, or a budget that cannot hold the fixed segment (with the numbers).
   Runtime(const std::string& path, const RuntimeOptions& o);
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
   common::ThreadPool pool;
-  Model model;
-  Forward forward;
-  std::unique_ptr<GpuProducts> gpu;              // set when the dense side runs on the GPU
+  model::Model model;
+  model::Forward forward;
+  std::unique_ptr<model::GpuProducts> gpu;    // set when the dense side runs on the GPU
   std::unique_ptr<sparse::SparseFfn> sparse;  // set for a .pi2.gguf model
   std::string gpu_name;                       // the device, when gpu is set
   std::uint64_t gpu_memory_budget = 0;        // bytes the engine could take on it
 };
-
-/// The budget that leaves `offload` of the FFN on storage: everything resident but that share.
-std::uint64_t budget_for_offload(const sparse::Pi2Model& m, std::uint64_t fixed_bytes, double offload);
 
 }  // namespace powerinfer2::engine

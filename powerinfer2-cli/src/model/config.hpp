@@ -9,23 +9,14 @@
 #include <string_view>
 
 #include "io/gguf_reader.hpp"
+#include "ops/activation.hpp"
 
 namespace powerinfer2::model {
 
-/// The FFN's gating: out = down(act(gate x, up x)).
-enum class FfnActivation {
-  swiglu,  // silu(gate) * up (standard llama)
-  reglu,   // relu(gate) * up (ReLU-LLaMA, ProSparse)
-  drelu,   // relu(gate) * relu(up) (TurboSparse, "bamboo")
-};
+/// The FFN's gating (ops' enum: the kernels take it as it is).
+using FfnActivation = ops::Activation;
 
 std::string_view activation_name(FfnActivation a);
-
-/// Whether a neuron with gate and up pre-activations g and u has a non-zero output (never
-/// asked of SwiGLU, whose SiLU is not exactly zero).
-inline bool neuron_fires(FfnActivation a, float g, float u) {
-  return a == FfnActivation::drelu ? g > 0.0f && u > 0.0f : g > 0.0f && u != 0.0f;
-}
 
 /// Metadata key naming the activation ("swiglu", "reglu", "drelu"), written by this
 /// project's tools. Absent: dReLU for architecture "bamboo", SwiGLU otherwise.

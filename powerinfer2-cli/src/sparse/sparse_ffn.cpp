@@ -7,7 +7,6 @@
 #include <tuple>
 
 #include "common/errors.hpp"
-#include "engine/gpu_offload.hpp"
 #include "ops/neuron_ops.hpp"
 
 namespace powerinfer2::sparse {
@@ -36,68 +35,10 @@ std::int32_t append_read(std::vector<io::ReadRequest>& reqs, std::uint64_t off, 
   return static_cast<std::int32_t>(reqs.size() - 1);
 }
 
-std::string mib(std::uint64_t bytes) {
-  char s[32];
-  std::snprintf(s, sizeof s, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return s;
-}
-
-
 }  // namespace
 
-MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o, std::size_t gpu_clusters) {
-  MemoryPlan p;
-  p.budget = o.memory_budget_bytes;
-  p.fixed = fixed_bytes;
-  p.ffn_total = m.ffn_bytes();
-  p.total_clusters = m.geo.n_clusters() * m.layers.size();
-  const std::uint64_t cb = m.geo.cluster_bytes();
-  p.gpu_clusters = std::min(gpu_clusters, p.total_clusters);
-  p.gpu = p.gpu_clusters * cb;
-  const std::size_t cpu_clusters = p.total_clusters - p.gpu_clusters;
-  const std::uint64_t cpu_ffn = p.ffn_total - p.gpu;
-  if (p.budget == 0 || fixed_bytes + cpu_ffn <= p.budget) {
-    p.hot_clusters = cpu_clusters;
-    p.hot = cpu_ffn;
-    return p;
-  }
-  p.stream = m.geo.layer_bytes();
-  if (fixed_bytes + p.stream > p.budget)
-    throw common::UsageError(
-        "--memory-budget " + mib(p.budget) + " is too small: the fixed segment needs " + mib(fixed_bytes) +
-            " (non-FFN weights, predictors, KV cache, run buffers) and the stream buffer " + mib(p.stream) +
-            " (one layer's FFN)",
-        "give at least " + mib(fixed_bytes + p.stream) + ", or a shorter context (-c)");
-  const std::uint64_t fit = (p.budget - fixed_bytes - p.stream) / cb;
-  if (!o.cold_cache) {
-    p.hot_clusters = static_cast<std::size_t>(fit);
-  } else if (!o.segmented) {
-    p.cold_slots = static_cast<std::size_t>(fit);
-  } else {
-    const double share = o.hot_share >= 0.0 ? std::min(o.hot_share, 1.0) : m.profiled_tokens > 0 ? 1.0 : 0.85;
-    p.hot_clusters = static_cast<std::size_t>(static_cast<double>(fit) * share);
-    p.cold_slots = static_cast<std::size_t>(fit) - p.hot_clusters;
-  }
-  p.hot_clusters = std::min(p.hot_clusters, cpu_clusters);
-  p.cold_slots = std::min(p.cold_slots, cpu_clusters - p.hot_clusters);
-  p.hot = p.hot_clusters * cb;
-  p.cold = p.cold_slots * cb;
-  return p;
-}
-
-std::uint64_t fixed_segment_bytes(const engine::Model& model, std::size_t forward_state_bytes, std::size_t max_batch,
-                                  std::size_t threads) {
-  std::uint64_t tensors = 0;
-  for (const io::GgufTensorInfo& t : model.file.tensor_infos())
-    if (!t.name.ends_with(".ffn_bundles")) tensors += t.size_bytes;
-  const std::size_t dim = model.config.dim, ffn = model.config.ffn_dim;
-  const std::size_t run = (threads * max_batch * dim + max_batch * dim) * sizeof(float) + max_batch * dim +
-                          2 * max_batch * (dim / 32) * 4 + 3 * ffn * sizeof(float) + ffn * 16;
-  return tensors + forward_state_bytes + run;
-}
-
-SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const SparseOptions& o,
-                     std::uint64_t fixed_bytes, std::size_t max_batch)
+SparseFfn::SparseFfn(const model::Model& model, common::ThreadPool& pool, const SparseOptions& o,
+                     std::uint64_t forward_state_bytes, std::size_t max_batch)
     : model_(model),
       pi2_(model.pi2 ? *model.pi2 : throw common::UsageError(model.file.path() + " is not a converted sparse model",
                                                             "run powerinfer2-cli convert first")),
@@ -107,8 +48,8 @@ SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const
       opts_(o),
       max_batch_(max_batch) {
   if (opts_.mode == EngineMode::sparse && !pi2_.has_predictor() && !opts_.oracle)
-    throw common::UsageError(model.file.path() + " has no activation predictor: --mode sparse cannot pick neurons",
-                             "run powerinfer2-cli train-predictor, or use --oracle-predictor or --mode dense");
+    throw common::UsageError(model.file.path() + " has no activation predictor: sparse decode cannot pick neurons",
+                             "run powerinfer2-cli train-predictor, or use the oracle predictor or dense decode");
   reader_ = std::make_unique<io::FlashReader>(model.file.path(), opts_.queue_depth, opts_.backend);
 
   const std::size_t n_layer = pi2_.layers.size(), n_clusters = geo_.n_clusters();
@@ -125,14 +66,47 @@ SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const
     n_gpu = std::min(n_gpu, ranked.size());
     for (std::size_t k = 0; k < n_gpu; ++k) gpu_[ranked[k].first][ranked[k].second] = true;
   }
-  plan_ = plan_memory(pi2_, fixed_bytes, opts_, n_gpu);
   for (const std::vector<bool>& g : gpu_) cpu_part_.push_back(std::find(g.begin(), g.end(), false) != g.end());
 
+  // Run buffers first: the plan counts them as allocated.
+  const std::size_t dim = cfg_.dim, ffn = cfg_.ffn_dim, threads = pool_.size();
   where_.assign(n_layer, std::vector<const std::uint8_t*>(n_clusters, nullptr));
   hot_.assign(n_layer, std::vector<bool>(n_clusters, false));
-  if (plan_.hot > 0) hot_store_ = engine::WeightStore(plan_.hot);
-  if (plan_.cold > 0) cold_store_ = engine::WeightStore(plan_.cold);
-  if (plan_.stream > 0) stream_store_ = engine::WeightStore(plan_.stream);
+  items_.reserve(n_clusters);
+  requests_.reserve(ffn);  // at most one read per neuron (partial clusters), else per cluster
+  flags_count_ = std::max(ffn, n_clusters);
+  flags_ = std::make_unique<std::atomic<std::uint32_t>[]>(flags_count_);
+  act_.reserve(ffn);
+  truth_.reserve(ffn);
+  order_.reserve(n_clusters);
+  mask_.reserve(ffn);
+  std::size_t rank = 1;
+  for (const model::Pi2Layer& L : pi2_.layers)
+    if (L.predictor) rank = std::max(rank, L.predictor->rank());
+  pred_h_ = common::AlignedBuffer<float>(rank);
+  pred_g_ = common::AlignedBuffer<float>(ffn);
+  pred_u_ = common::AlignedBuffer<float>(ffn);
+  pred_ws_ = ops::Workspace(1, std::max(dim, rank), threads);
+  xf_ = common::AlignedBuffer<float>(max_batch_ * dim);
+  xq_ = common::AlignedBuffer<std::int8_t>(max_batch_ * dim);
+  xd_ = common::AlignedBuffer<float>(max_batch_ * (dim / 32 + 1));
+  xs_ = common::AlignedBuffer<std::int32_t>(max_batch_ * (dim / 32 + 1));
+  partial_ = common::AlignedBuffer<float>(threads * max_batch_ * dim);
+  thread_stall_s_.assign(threads, 0.0);
+  thread_pred_.assign(threads, 0);
+  thread_act_.assign(threads, 0);
+  // Cold-slot bookkeeping for as many slots as the CPU's clusters: the most any budget gives.
+  const std::size_t max_slots = n_layer * n_clusters - n_gpu;
+  slot_owner_.reserve(max_slots);
+  slot_stamp_.reserve(max_slots);
+  lru_prev_.reserve(max_slots);
+  lru_next_.reserve(max_slots);
+
+  fixed_ = sparse::fixed_segment(model, forward_state_bytes, run_buffer_bytes());
+  plan_ = plan_memory(pi2_, fixed_.total(), opts_, n_gpu);
+  if (plan_.hot > 0) hot_store_ = model::WeightStore(plan_.hot);
+  if (plan_.cold > 0) cold_store_ = model::WeightStore(plan_.cold);
+  if (plan_.stream > 0) stream_store_ = model::WeightStore(plan_.stream);
 
   // Hot clusters: the most frequently active ones of those left to the CPU, stored layer by
   // layer in cluster order.
@@ -161,29 +135,33 @@ SparseFfn::SparseFfn(const engine::Model& model, common::ThreadPool& pool, const
   lru_head_ = slots > 0 ? 0 : -1;
   lru_tail_ = slots > 0 ? static_cast<std::int32_t>(slots - 1) : -1;
 
-  const std::size_t dim = cfg_.dim, ffn = cfg_.ffn_dim, threads = pool_.size();
-  items_.reserve(n_clusters);
-  requests_.reserve(ffn);  // at most one read per neuron (partial clusters), else per cluster
-  flags_ = std::make_unique<std::atomic<std::uint32_t>[]>(std::max(ffn, n_clusters));
-  act_.reserve(ffn);
-  truth_.reserve(ffn);
-  std::size_t rank = 1;
-  for (const Pi2Layer& L : pi2_.layers)
-    if (L.predictor) rank = std::max(rank, L.predictor->rank());
-  pred_h_ = common::AlignedBuffer<float>(rank);
-  pred_g_ = common::AlignedBuffer<float>(ffn);
-  pred_u_ = common::AlignedBuffer<float>(ffn);
-  pred_ws_ = ops::Workspace(1, std::max(dim, rank), threads);
-  xf_ = common::AlignedBuffer<float>(max_batch_ * dim);
-  xq_ = common::AlignedBuffer<std::int8_t>(max_batch_ * dim);
-  xd_ = common::AlignedBuffer<float>(max_batch_ * (dim / 32 + 1));
-  xs_ = common::AlignedBuffer<std::int32_t>(max_batch_ * (dim / 32 + 1));
-  partial_ = common::AlignedBuffer<float>(threads * max_batch_ * dim);
-  thread_stall_s_.assign(threads, 0.0);
-  thread_pred_.assign(threads, 0);
-  thread_act_.assign(threads, 0);
   load_hot();
   if (n_gpu > 0) load_gpu();
+}
+
+namespace {
+template <class T>
+std::uint64_t capacity_bytes(const std::vector<T>& v) {
+  return v.capacity() * sizeof(T);
+}
+std::uint64_t capacity_bytes(const std::vector<bool>& v) { return (v.capacity() + 7) / 8; }
+template <class T>
+std::uint64_t nested_bytes(const std::vector<std::vector<T>>& v) {
+  std::uint64_t b = capacity_bytes(v);
+  for (const std::vector<T>& inner : v) b += capacity_bytes(inner);
+  return b;
+}
+}  // namespace
+
+std::uint64_t SparseFfn::run_buffer_bytes() const {
+  return nested_bytes(where_) + nested_bytes(hot_) + nested_bytes(gpu_) + capacity_bytes(cpu_part_) +
+         capacity_bytes(items_) + capacity_bytes(requests_) + flags_count_ * sizeof(std::atomic<std::uint32_t>) +
+         capacity_bytes(act_) + capacity_bytes(truth_) + capacity_bytes(order_) + capacity_bytes(mask_) +
+         pred_h_.size_bytes() + pred_g_.size_bytes() + pred_u_.size_bytes() + pred_ws_.size_bytes() +
+         xf_.size_bytes() + xq_.size_bytes() + xd_.size_bytes() + xs_.size_bytes() + partial_.size_bytes() +
+         capacity_bytes(thread_stall_s_) + capacity_bytes(thread_pred_) + capacity_bytes(thread_act_) +
+         capacity_bytes(slot_owner_) + capacity_bytes(slot_stamp_) + capacity_bytes(lru_prev_) +
+         capacity_bytes(lru_next_);
 }
 
 std::vector<std::pair<std::uint32_t, std::uint32_t>> SparseFfn::clusters_by_frequency() const {
@@ -211,10 +189,10 @@ void SparseFfn::load_gpu() {
     for (std::size_t c = 0; c < n_clusters; ++c)
       if (gpu_[l][c]) per_layer[l] += geo_.cluster_size;
   const ops::cuda::BundleLayout layout{geo_.type, geo_.dim, geo_.stride, geo_.up_offset(), geo_.down_offset()};
-  gpu_ffn_ = std::make_unique<ops::cuda::NeuronFfn>(layout, engine::cuda_activation(cfg_.activation), per_layer, max_batch_);
+  gpu_ffn_ = std::make_unique<ops::cuda::NeuronFfn>(layout, cfg_.activation, per_layer, max_batch_);
   // Read with O_DIRECT into a staging buffer, a batch of clusters at a time, then copy up.
   constexpr std::size_t kBatch = 64;
-  engine::WeightStore staging(kBatch * cb);
+  model::WeightStore staging(kBatch * cb);
   for (std::size_t l = 0; l < n_layer; ++l) {
     std::size_t pos = 0;  // neuron position in the layer's GPU segment
     for (std::size_t c0 = 0; c0 < n_clusters;) {
@@ -300,7 +278,7 @@ void SparseFfn::quantize_inputs(const float* xb, std::size_t n) {
 }
 
 void SparseFfn::predict(std::size_t layer, const float* xb) {
-  const LayerPredictor& P = *pi2_.layers[layer].predictor;
+  const model::LayerPredictor& P = *pi2_.layers[layer].predictor;
   const std::size_t rank = P.rank(), ffn = cfg_.ffn_dim;
   ops::matvec(P.w1, {xb, cfg_.dim}, {pred_h_.data(), rank}, pool_, pred_ws_);
   if (P.relu)
@@ -326,7 +304,7 @@ void SparseFfn::exact_active(std::size_t layer, std::vector<std::uint32_t>& out)
       const float g = ops::neuron_dot(geo_.type, b, in, dim);
       if (g <= 0.0f) continue;
       const float u = ops::neuron_dot(geo_.type, b + geo_.up_offset(), in, dim);
-      mask[i] = model::neuron_fires(cfg_.activation, g, u) ? 1 : 0;
+      mask[i] = ops::neuron_fires(cfg_.activation, g, u) ? 1 : 0;
     }
   });
   out.clear();
@@ -379,7 +357,7 @@ void SparseFfn::compute_item(const Item& it, std::size_t n, float* y, std::uint6
       const float g = ops::neuron_dot(geo_.type, b, in, dim);
       if (g <= 0.0f) continue;
       const float u = ops::neuron_dot(geo_.type, b + geo_.up_offset(), in, dim);
-      if (!model::neuron_fires(cfg_.activation, g, u)) continue;
+      if (!ops::neuron_fires(cfg_.activation, g, u)) continue;
       ops::neuron_axpy(geo_.type, b + geo_.down_offset(), g * u, y + t * dim, dim);
       ++active;
     }
@@ -518,8 +496,8 @@ void SparseFfn::ffn(std::size_t layer, const float* xb, std::size_t n, float* ou
     };
     for (std::size_t k = it.first; k < it.first + it.count; ++k) {
       const std::size_t rel = (act_[k] - c0) * geo_.stride;
-      const std::size_t p0 = rel / kClusterAlign * kClusterAlign;
-      const std::size_t p1 = std::min(cb, (rel + geo_.stride + kClusterAlign - 1) / kClusterAlign * kClusterAlign);
+      const std::size_t p0 = rel / io::kClusterAlign * io::kClusterAlign;
+      const std::size_t p1 = std::min(cb, (rel + geo_.stride + io::kClusterAlign - 1) / io::kClusterAlign * io::kClusterAlign);
       if (hi > lo && p0 <= hi) {
         hi = std::max(hi, p1);
       } else {

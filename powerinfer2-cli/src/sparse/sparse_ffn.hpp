@@ -18,12 +18,13 @@
 
 #include "common/aligned_buffer.hpp"
 #include "common/thread_pool.hpp"
-#include "engine/forward.hpp"
-#include "engine/model.hpp"
 #include "io/flash_reader.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
+#include "model/pi2_model.hpp"
 #include "ops/cuda/cuda_ops.hpp"
 #include "ops/matmul.hpp"
-#include "sparse/pi2_format.hpp"
+#include "sparse/memory_plan.hpp"
 
 namespace powerinfer2::sparse {
 
@@ -32,7 +33,7 @@ namespace powerinfer2::sparse {
 enum class EngineMode { automatic, dense, sparse };
 
 struct SparseOptions {
-  std::uint64_t memory_budget_bytes = 0;  // 0: unlimited (every cluster resident)
+  MemoryBudget budget;  // unlimited: every cluster resident
   EngineMode mode = EngineMode::automatic;
   bool oracle = false;          // exact active sets computed densely from the file (tests)
   bool measure_recall = false;  // also compute the exact sets to measure the predictor's recall
@@ -51,20 +52,6 @@ struct SparseOptions {
   std::optional<io::ReadBackend> backend;  // forced I/O backend
 };
 
-/// How the budget is spent (bytes).
-struct MemoryPlan {
-  std::uint64_t budget = 0;       // 0: unlimited
-  std::uint64_t fixed = 0;        // non-FFN weights, predictors, KV cache, run buffers
-  std::uint64_t stream = 0;       // one layer's FFN: clusters read but not cached
-  std::uint64_t hot = 0, cold = 0;
-  std::uint64_t ffn_total = 0;
-  std::uint64_t gpu = 0;           // clusters on the GPU (not in host memory)
-  std::size_t hot_clusters = 0, cold_slots = 0, total_clusters = 0, gpu_clusters = 0;
-  double offloaded_fraction() const {
-    return ffn_total == 0 ? 0.0 : 1.0 - static_cast<double>(hot + cold + gpu) / static_cast<double>(ffn_total);
-  }
-};
-
 struct SparseStats {
   std::uint64_t sparse_tokens = 0, dense_tokens = 0;  // token-layers / n_layer
   std::uint64_t predicted_neurons = 0, active_neurons = 0;  // sparse path: computed, and of those non-zero
@@ -80,17 +67,23 @@ struct SparseStats {
   double gpu_load_s = 0.0;
 };
 
-/// The budget split for a model, `gpu_clusters` of whose clusters live on the GPU; throws
-/// UsageError with the numbers when the fixed segment alone does not fit.
-MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o,
-                       std::size_t gpu_clusters = 0);
+/// The cache layout of these options.
+inline CacheLayout cache_layout(const SparseOptions& o) { return {o.segmented, o.cold_cache, o.hot_share}; }
 
-class SparseFfn final : public engine::FfnBackend {
+/// plan_memory with the budget and cache layout of `o`.
+inline MemoryPlan plan_memory(const model::Pi2Model& m, std::uint64_t fixed_bytes, const SparseOptions& o,
+                              std::size_t gpu_clusters = 0) {
+  return plan_memory(m, fixed_bytes, o.budget, cache_layout(o), gpu_clusters);
+}
+
+class SparseFfn final : public model::FfnBackend {
  public:
-  /// `fixed_bytes`: what the model and the forward state hold besides the FFN (see
-  /// fixed_segment_bytes). Loads the hot segment (timed in stats().load_s).
-  SparseFfn(const engine::Model& model, common::ThreadPool& pool, const SparseOptions& o, std::uint64_t fixed_bytes,
-            std::size_t max_batch);
+  /// `forward_state_bytes`: model::Forward::state_bytes of the forward pass it serves. Sizes
+  /// its run buffers, plans the budget (the fixed segment: the model's weights, the forward
+  /// state and these buffers) and loads the hot segment (timed in stats().load_s). UsageError
+  /// with the numbers for a budget that cannot hold the fixed segment.
+  SparseFfn(const model::Model& model, common::ThreadPool& pool, const SparseOptions& o,
+            std::uint64_t forward_state_bytes, std::size_t max_batch);
   ~SparseFfn() override;
   SparseFfn(const SparseFfn&) = delete;
   SparseFfn& operator=(const SparseFfn&) = delete;
@@ -98,6 +91,7 @@ class SparseFfn final : public engine::FfnBackend {
   void ffn(std::size_t layer, const float* xb, std::size_t n, float* out) override;
 
   const MemoryPlan& plan() const { return plan_; }
+  const FixedSegment& fixed_segment() const { return fixed_; }
   const SparseStats& stats() const { return stats_; }
   void reset_stats();
   std::string io_description() const;
@@ -122,22 +116,25 @@ class SparseFfn final : public engine::FfnBackend {
   void load_hot();
   void load_gpu();
   /// Submits `reqs`, waits for all of them; IoError ("<file>: cannot <what>: ...") if one fails.
+  /// Bytes of the run buffers as allocated (the fixed segment's share of this engine).
+  std::uint64_t run_buffer_bytes() const;
   void read_all(std::vector<io::ReadRequest>& reqs, const char* what);
   /// Every (layer, cluster), most frequently active first (ties: lower cluster, then layer).
   std::vector<std::pair<std::uint32_t, std::uint32_t>> clusters_by_frequency() const;
 
-  const engine::Model& model_;
-  const Pi2Model& pi2_;
+  const model::Model& model_;
+  const model::Pi2Model& pi2_;
   const model::ModelConfig& cfg_;
-  BundleGeometry geo_;
+  model::BundleGeometry geo_;
   common::ThreadPool& pool_;
   SparseOptions opts_;
+  FixedSegment fixed_;
   MemoryPlan plan_;
   SparseStats stats_;
   std::unique_ptr<io::FlashReader> reader_;
   std::size_t max_batch_ = 0;
 
-  engine::WeightStore hot_store_, cold_store_, stream_store_;
+  model::WeightStore hot_store_, cold_store_, stream_store_;
   std::vector<std::vector<const std::uint8_t*>> where_;  // [layer][cluster] -> bytes, nullptr: on storage
   std::vector<std::vector<bool>> hot_;                    // [layer][cluster]
   std::vector<std::vector<bool>> gpu_;                    // [layer][cluster] computed on the GPU
@@ -154,6 +151,7 @@ class SparseFfn final : public engine::FfnBackend {
   std::vector<Item> items_;
   std::vector<io::ReadRequest> requests_;
   std::unique_ptr<std::atomic<std::uint32_t>[]> flags_;
+  std::size_t flags_count_ = 0;
   std::vector<std::uint32_t> act_, truth_;  // active neuron indices of the layer
   std::vector<std::uint32_t> order_;        // items_ in compute order
   std::vector<std::uint8_t> mask_;          // [ffn] exact_active's scratch
@@ -167,10 +165,5 @@ class SparseFfn final : public engine::FfnBackend {
   std::vector<double> thread_stall_s_;
   std::vector<std::uint64_t> thread_pred_, thread_act_;
 };
-
-/// Bytes of the fixed segment: every non-FFN tensor of `model` (predictors included), the
-/// forward state (Forward::state_bytes: KV cache, activations) and this engine's run buffers.
-std::uint64_t fixed_segment_bytes(const engine::Model& model, std::size_t forward_state_bytes, std::size_t max_batch,
-                                  std::size_t threads);
 
 }  // namespace powerinfer2::sparse

@@ -6,7 +6,7 @@
 //     multiplies with cuBLAS on the TF32 tensor cores (F32 range: activations cannot overflow as
 //     F16 ones can; ~1e-3 relative error, the order of the CPU path's Q8_0 activations). The
 //     prompt (prefill) path: many tokens per weight byte.
-//   - NeuronFfn: the hot-neuron segment of a sparse model (.pi2.gguf bundles, sparse/pi2_format.hpp)
+//   - NeuronFfn: the hot-neuron segment of a sparse model (.pi2.gguf bundles, io/pi2_format.hpp)
 //     resident on the device; per layer it computes its neurons' share of the FFN for n tokens,
 //     asynchronously, while the CPU computes the rest. F32 arithmetic on the dequantized weights.
 //
@@ -21,11 +21,9 @@
 #include <vector>
 
 #include "io/gguf_types.hpp"
+#include "ops/activation.hpp"
 
 namespace powerinfer2::ops::cuda {
-
-/// The gated activations (the engine's model::FfnActivation; ops knows no model).
-enum class Activation { swiglu, reglu, drelu };
 
 /// Whether the device kernels take this weight type (F32, F16, Q8_0, Q4_0).
 bool supported_type(io::GgmlType type);
@@ -112,7 +110,7 @@ class GemmRunner {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Where the three parts of a neuron bundle lie (sparse/pi2_format.hpp's BundleGeometry).
+/// Where the three parts of a neuron bundle lie (model/pi2_model.hpp's BundleGeometry).
 struct BundleLayout {
   io::GgmlType type = io::GgmlType::F32;
   std::size_t dim = 0;          // elements of each part

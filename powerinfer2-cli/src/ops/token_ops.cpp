@@ -1,4 +1,4 @@
-#include "engine/kernels.hpp"
+#include "ops/token_ops.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "ops/dot.hpp"
 #include "ops/simd.hpp"
 
-namespace powerinfer2::engine {
+namespace powerinfer2::ops {
 
 void rmsnorm(std::span<const float> x, std::span<const float> w, float eps, std::span<float> out) {
   PWPI_CHECK(w.size() == x.size() && out.size() == x.size());
@@ -216,10 +216,10 @@ void attend_group(const float* q, std::size_t q_stride, std::size_t n_q, std::si
   }
 }
 
-void ffn_activate(model::FfnActivation a, std::span<float> gate, std::span<const float> up) {
+void ffn_activate(Activation a, std::span<float> gate, std::span<const float> up) {
   PWPI_CHECK(gate.size() == up.size());
   switch (a) {
-    case model::FfnActivation::swiglu: {
+    case Activation::swiglu: {
       std::size_t i = 0;
 #if defined(PWPI_OPS_AVX512)
       for (; i + 16 <= gate.size(); i += 16) {
@@ -231,13 +231,13 @@ void ffn_activate(model::FfnActivation a, std::span<float> gate, std::span<const
       for (; i < gate.size(); ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
       break;
     }
-    case model::FfnActivation::reglu:
+    case Activation::reglu:
       for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = std::max(gate[i], 0.0f) * up[i];
       break;
-    case model::FfnActivation::drelu:
+    case Activation::drelu:
       for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = std::max(gate[i], 0.0f) * std::max(up[i], 0.0f);
       break;
   }
 }
 
-}  // namespace powerinfer2::engine
+}  // namespace powerinfer2::ops

@@ -1,15 +1,15 @@
-#include "sparse/profile.hpp"
+#include "prep/profile.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "common/errors.hpp"
-#include "engine/forward.hpp"
+#include "model/forward.hpp"
 
-namespace powerinfer2::sparse {
+namespace powerinfer2::prep {
 
-ActivationRecord record_activations(const engine::Model& dense, common::ThreadPool& pool,
+ActivationRecord record_activations(const model::Model& dense, common::ThreadPool& pool,
                                     std::span<const model::TokenId> tokens, std::size_t window,
                                     std::size_t keep_inputs) {
   PWPI_CHECK(!dense.pi2 && window >= 1);
@@ -23,7 +23,7 @@ ActivationRecord record_activations(const engine::Model& dense, common::ThreadPo
   std::vector<std::size_t> slot(tokens.size(), SIZE_MAX);
   for (std::size_t t = 0, k = 0; t < tokens.size(); ++t)
     if ((t + 1) * keep / tokens.size() > t * keep / tokens.size()) slot[t] = k++;
-  engine::Forward fwd(dense, pool, window, std::min<std::size_t>(window, 256));
+  model::Forward fwd(dense, pool, window, std::min<std::size_t>(window, 256));
   std::size_t base = 0;  // index in `tokens` of the batch being run
   std::size_t batch_start = 0;
   fwd.set_ffn_observer([&](std::size_t layer, std::size_t n, const float* xb, const float* gate, const float* up) {
@@ -31,7 +31,7 @@ ActivationRecord record_activations(const engine::Model& dense, common::ThreadPo
     for (std::size_t t = 0; t < n; ++t) {
       const float* g = gate + t * c.ffn_dim;
       const float* u = up + t * c.ffn_dim;
-      for (std::size_t i = 0; i < c.ffn_dim; ++i) f[i] += model::neuron_fires(c.activation, g[i], u[i]) ? 1 : 0;
+      for (std::size_t i = 0; i < c.ffn_dim; ++i) f[i] += ops::neuron_fires(c.activation, g[i], u[i]) ? 1 : 0;
       const std::size_t s = slot[base + batch_start + t];
       if (s != SIZE_MAX) std::copy_n(xb + t * c.dim, c.dim, rec.inputs[layer].begin() + static_cast<std::ptrdiff_t>(s * c.dim));
     }
@@ -58,7 +58,7 @@ std::vector<std::int32_t> hotness_order(std::span<const std::uint64_t> fired) {
   return order;
 }
 
-std::vector<PredictorTensors> train_predictors(const engine::Model& dense, common::ThreadPool& pool,
+std::vector<PredictorTensors> train_predictors(const model::Model& dense, common::ThreadPool& pool,
                                                const ActivationRecord& rec,
                                                const std::vector<std::vector<std::int32_t>>& perm,
                                                const PredictorFitOptions& o, std::vector<LayerFitReport>& reports) {
@@ -159,4 +159,4 @@ std::vector<PredictorTensors> train_predictors(const engine::Model& dense, commo
   return out;
 }
 
-}  // namespace powerinfer2::sparse
+}  // namespace powerinfer2::prep

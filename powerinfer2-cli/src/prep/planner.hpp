@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "sparse/sparse_ffn.hpp"
+#include "sparse/memory_plan.hpp"
 
-namespace powerinfer2::sparse {
+namespace powerinfer2::prep {
 
 struct ReadPoint {
   std::size_t request_bytes = 0;
@@ -49,8 +49,7 @@ struct Plan {
 };
 
 struct PlanOptions {
-  std::uint64_t memory_budget_bytes = 0;
-  double offload_ffn = -1.0;  // >= 0: the budget is set from it
+  sparse::MemoryBudget budget;
   std::size_t threads = 2;
   std::size_t n_ctx = 256;
   std::size_t trial_tokens = 6;
@@ -64,4 +63,4 @@ std::string plan_to_json(const Plan& p);
 /// Reads a plan (InputError naming the file and member for anything malformed).
 Plan load_plan(const std::string& path);
 
-}  // namespace powerinfer2::sparse
+}  // namespace powerinfer2::prep

@@ -14,11 +14,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/forward.hpp"
-#include "engine/model.hpp"
+#include "model/forward.hpp"
+#include "model/model.hpp"
 #include "ops/cuda/cuda_ops.hpp"
 
-namespace powerinfer2::engine {
+namespace powerinfer2::model {
 
 class GpuProducts final : public ProductOffload {
  public:
@@ -55,7 +55,4 @@ class GpuProducts final : public ProductOffload {
   std::vector<float*> batch_y_;
 };
 
-/// The CUDA activation of a model's FFN.
-ops::cuda::Activation cuda_activation(model::FfnActivation a);
-
-}  // namespace powerinfer2::engine
+}  // namespace powerinfer2::model

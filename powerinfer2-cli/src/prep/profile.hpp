@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "common/thread_pool.hpp"
-#include "engine/model.hpp"
-#include "sparse/pi2_format.hpp"
-#include "sparse/predictor_fit.hpp"
+#include "model/model.hpp"
+#include "prep/pi2_writer.hpp"
+#include "prep/predictor_fit.hpp"
 
-namespace powerinfer2::sparse {
+namespace powerinfer2::prep {
 
 struct ActivationRecord {
   std::uint64_t tokens = 0;
@@ -26,7 +26,7 @@ struct ActivationRecord {
 /// Runs the dense engine of `dense` (a GGUF with FFN matrices) over `tokens` in windows of
 /// `window` tokens (each from position 0) and counts, per neuron, the tokens it fired on;
 /// keeps the FFN inputs of up to `keep_inputs` tokens (evenly spread).
-ActivationRecord record_activations(const engine::Model& dense, common::ThreadPool& pool,
+ActivationRecord record_activations(const model::Model& dense, common::ThreadPool& pool,
                                     std::span<const model::TokenId> tokens, std::size_t window,
                                     std::size_t keep_inputs);
 
@@ -41,9 +41,9 @@ struct LayerFitReport {
 /// Fits one predictor per layer on the kept inputs (gate and up pre-activations recomputed
 /// from the dense matrices), rows ordered as `perm` (perm[p] = dense neuron of position p),
 /// with the joint held-out recall target `o.target_recall`.
-std::vector<PredictorTensors> train_predictors(const engine::Model& dense, common::ThreadPool& pool,
+std::vector<PredictorTensors> train_predictors(const model::Model& dense, common::ThreadPool& pool,
                                                const ActivationRecord& rec,
                                                const std::vector<std::vector<std::int32_t>>& perm,
                                                const PredictorFitOptions& o, std::vector<LayerFitReport>& reports);
 
-}  // namespace powerinfer2::sparse
+}  // namespace powerinfer2::prep

@@ -1,20 +1,11 @@
-#include "engine/gpu_offload.hpp"
+#include "model/gpu_offload.hpp"
 
 #include <algorithm>
 
 #include "common/errors.hpp"
 #include "model/weights.hpp"
 
-namespace powerinfer2::engine {
-
-ops::cuda::Activation cuda_activation(model::FfnActivation a) {
-  switch (a) {
-    case model::FfnActivation::swiglu: return ops::cuda::Activation::swiglu;
-    case model::FfnActivation::reglu: return ops::cuda::Activation::reglu;
-    case model::FfnActivation::drelu: return ops::cuda::Activation::drelu;
-  }
-  return ops::cuda::Activation::swiglu;
-}
+namespace powerinfer2::model {
 
 namespace {
 
@@ -43,7 +34,7 @@ GpuProducts::GpuProducts(const Model& model, std::size_t max_batch, std::size_t 
   for (const model::LayerWeights& L : w_.layers)
     for (const Field f : fields)
       if (!ops::cuda::supported_type((L.*f).type))
-        throw common::UsageError("--device cuda: weight type " + std::string(io::ggml_type_name((L.*f).type)) +
+        throw common::UsageError("the GPU: weight type " + std::string(io::ggml_type_name((L.*f).type)) +
                                      " has no CUDA kernel",
                                  "quantize the model to F32, F16, Q8_0 or Q4_0");
 
@@ -79,10 +70,10 @@ GpuProducts::GpuProducts(const Model& model, std::size_t max_batch, std::size_t 
   const Sizes& sizes = whole_ ? whole_sizes : layer_sizes;
   const std::uint64_t scratch = scratch_for(sizes);
   if (scratch >= memory_bytes)
-    throw common::UsageError("--gpu-memory " + std::to_string(memory_bytes >> 20) +
+    throw common::UsageError("GPU memory of " + std::to_string(memory_bytes >> 20) +
                                  " MiB is too small: the GPU products need " + std::to_string(scratch >> 20) +
                                  " MiB of scratch alone",
-                             "give more, or --device cpu");
+                             "give it more GPU memory, or run on the CPU");
   runner_ = std::make_unique<ops::cuda::GemmRunner>(max_batch, sizes.cols, sizes.rows, sizes.elements);
   device_bytes_ = scratch;
 
@@ -140,7 +131,7 @@ bool GpuProducts::products(std::span<const ops::Product> ps, const float* x, std
 bool GpuProducts::ffn(std::size_t layer, const float* xb, std::size_t n, float* out) {
   if (!with_ffn_ || layer >= resident_layers_) return false;  // layers are uploaded from the first
   const model::LayerWeights& L = w_.layers[layer];
-  runner_->ffn(mats_.at(&L.gate), mats_.at(&L.up), mats_.at(&L.down), cuda_activation(cfg_.activation), xb, n, out);
+  runner_->ffn(mats_.at(&L.gate), mats_.at(&L.up), mats_.at(&L.down), cfg_.activation, xb, n, out);
   return true;
 }
 
@@ -179,7 +170,7 @@ bool GpuProducts::layers(float* x_host, std::size_t n, std::size_t pos0, const B
     } else {
       R.gemm(mats_.at(&L.gate), xb, n, buf(g_));
       R.gemm(mats_.at(&L.up), xb, n, buf(u_));
-      R.activate(buf(g_), buf(u_), n * ffn, cuda_activation(cfg_.activation));
+      R.activate(buf(g_), buf(u_), n * ffn, cfg_.activation);
       R.gemm(mats_.at(&L.down), buf(g_), n, xb);
     }
     R.add(x, xb, n * dim);
@@ -193,4 +184,4 @@ bool GpuProducts::layers(float* x_host, std::size_t n, std::size_t pos0, const B
   return true;
 }
 
-}  // namespace powerinfer2::engine
+}  // namespace powerinfer2::model

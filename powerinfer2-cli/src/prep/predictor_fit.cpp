@@ -1,4 +1,4 @@
-#include "sparse/predictor_fit.hpp"
+#include "prep/predictor_fit.hpp"
 
 // GCC 12 reports false (maybe-)uninitialized warnings inside Eigen's AVX-512 kernels.
 #pragma GCC diagnostic push
@@ -13,7 +13,7 @@
 
 #include "common/errors.hpp"
 
-namespace powerinfer2::sparse {
+namespace powerinfer2::prep {
 
 namespace {
 
@@ -355,4 +355,4 @@ SetQuality measure_and(const LinearPredictor& g, const LinearPredictor* u, std::
   return c.quality();
 }
 
-}  // namespace powerinfer2::sparse
+}  // namespace powerinfer2::prep

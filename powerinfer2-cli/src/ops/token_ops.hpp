@@ -1,13 +1,14 @@
-// The small per-token operations of a llama forward pass, on F32 activations. Plain loops:
-// the matrix products dominate (ops/). Each has a double-precision reference in the tests.
+// The small per-token operations of a llama forward pass, on F32 activations: norms, RoPE,
+// attention, the FFN gating. Plain loops: the matrix products dominate (matmul.hpp). Each has a
+// double-precision reference in the tests.
 #pragma once
 
 #include <cstddef>
 #include <span>
 
-#include "model/config.hpp"
+#include "ops/activation.hpp"
 
-namespace powerinfer2::engine {
+namespace powerinfer2::ops {
 
 /// out = x / sqrt(mean(x^2) + eps) * w (the sum of squares in double, as ggml does).
 void rmsnorm(std::span<const float> x, std::span<const float> w, float eps, std::span<float> out);
@@ -42,6 +43,6 @@ void attend_group(const float* q, std::size_t q_stride, std::size_t n_q, std::si
 std::size_t attend_group_scratch(std::size_t group, std::size_t n_q, std::size_t max_pos, std::size_t head_dim);
 
 /// The FFN gating in place: gate[i] = act(gate[i], up[i]).
-void ffn_activate(model::FfnActivation a, std::span<float> gate, std::span<const float> up);
+void ffn_activate(Activation a, std::span<float> gate, std::span<const float> up);
 
-}  // namespace powerinfer2::engine
+}  // namespace powerinfer2::ops

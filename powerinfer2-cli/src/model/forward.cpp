@@ -1,15 +1,15 @@
-#include "engine/forward.hpp"
+#include "model/forward.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 
 #include "common/errors.hpp"
-#include "engine/kernels.hpp"
 #include "ops/fp16.hpp"
 #include "ops/quants.hpp"
+#include "ops/token_ops.hpp"
 
-namespace powerinfer2::engine {
+namespace powerinfer2::model {
 
 namespace {
 
@@ -42,7 +42,7 @@ Forward::Forward(const Model& model, common::ThreadPool& pool, std::size_t n_ctx
   hb2_ = common::AlignedBuffer<float>(max_batch_ * ffn);
   logits_ = common::AlignedBuffer<float>(cfg_.vocab);
   const std::size_t group = cfg_.n_head / cfg_.n_kv_head;
-  scores_stride_ = (attend_group_scratch(group, kQueryBlock, n_ctx_, cfg_.head_dim) + 15) / 16 * 16;
+  scores_stride_ = (ops::attend_group_scratch(group, kQueryBlock, n_ctx_, cfg_.head_dim) + 15) / 16 * 16;
   scores_ = common::AlignedBuffer<float>(pool.size() * scores_stride_);
   rope_cos_ = common::AlignedBuffer<float>(max_batch_ * (cfg_.n_rot / 2 + 1));
   rope_sin_ = common::AlignedBuffer<float>(max_batch_ * (cfg_.n_rot / 2 + 1));
@@ -93,7 +93,7 @@ void Forward::attention(std::size_t layer, const float* q, std::size_t n, std::s
     for (std::size_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n_tasks;) {
       const std::size_t kvh = task % cfg_.n_kv_head, i0 = task / cfg_.n_kv_head * kQueryBlock;
       const std::size_t nq = std::min(kQueryBlock, n - i0);
-      attend_group(q + i0 * qd + kvh * group * hd, qd, nq, pos0 + i0 + 1, k0 + kvh * hd, v0 + kvh * hd, kvd, hd, group,
+      ops::attend_group(q + i0 * qd + kvh * group * hd, qd, nq, pos0 + i0 + 1, k0 + kvh * hd, v0 + kvh * hd, kvd, hd, group,
                    scratch, out + i0 * qd + kvh * group * hd, qd);
     }
   };
@@ -115,7 +115,7 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
 
   for (std::size_t i = 0; i < n; ++i) {
     embed(tokens[i], {x + i * dim, dim});
-    rope_table(pos0 + i, cfg_.n_rot, cfg_.rope_base, {rope_cos_.data() + i * half, half},
+    ops::rope_table(pos0 + i, cfg_.n_rot, cfg_.rope_base, {rope_cos_.data() + i * half, half},
                {rope_sin_.data() + i * half, half});
   }
   bool on_device = false;  // every layer on the device (a prompt with the whole model there)
@@ -126,7 +126,7 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
   }
   for (std::size_t l = 0; l < cfg_.n_layer && !on_device; ++l) {
     const model::LayerWeights& L = w_.layers[l];
-    for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.attn_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    for (std::size_t i = 0; i < n; ++i) ops::rmsnorm({x + i * dim, dim}, L.attn_norm, cfg_.rms_eps, {xb + i * dim, dim});
     // K and V go straight into the cache rows of positions pos0..pos0+n-1 (contiguous).
     float* kc = k_cache(l, pos0);
     float* vc = v_cache(l, pos0);
@@ -136,8 +136,8 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
     }
     for (std::size_t i = 0; i < n; ++i) {
       std::span<const float> c(rope_cos_.data() + i * half, half), s(rope_sin_.data() + i * half, half);
-      rope({q + i * qd, qd}, cfg_.n_head, hd, c, s);
-      rope({kc + i * kvd, kvd}, cfg_.n_kv_head, hd, c, s);
+      ops::rope({q + i * qd, qd}, cfg_.n_head, hd, c, s);
+      ops::rope({kc + i * kvd, kvd}, cfg_.n_kv_head, hd, c, s);
     }
     attention(l, q, n, pos0, att);
     {
@@ -146,7 +146,7 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
     }
     for (std::size_t j = 0; j < n * dim; ++j) x[j] += xb[j];
 
-    for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, L.ffn_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    for (std::size_t i = 0; i < n; ++i) ops::rmsnorm({x + i * dim, dim}, L.ffn_norm, cfg_.rms_eps, {xb + i * dim, dim});
     // The FFN's output [n][dim]: from the backend (sparse engine), the device, or the dense matrices.
     const float* ffn_out = hb;
     if (ffn_backend_ != nullptr) {
@@ -156,10 +156,10 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
       ops::products(gate_up, {xb, n * dim}, n, pool_, ws_);
       if (observer_) observer_(l, n, xb, hb, hb2);
       if (n == 1) {
-        ffn_activate(cfg_.activation, {hb, ffn}, {hb2, ffn});
+        ops::ffn_activate(cfg_.activation, {hb, ffn}, {hb2, ffn});
       } else {  // a prompt's n x ffn exponentials: worth the threads
         pool_.parallel_for(0, n, 8, [&](std::size_t i0, std::size_t i1) {
-          ffn_activate(cfg_.activation, {hb + i0 * ffn, (i1 - i0) * ffn}, {hb2 + i0 * ffn, (i1 - i0) * ffn});
+          ops::ffn_activate(cfg_.activation, {hb + i0 * ffn, (i1 - i0) * ffn}, {hb2 + i0 * ffn, (i1 - i0) * ffn});
         });
       }
       product(L.down, hb, n, xb, pool_, ws_);
@@ -169,15 +169,15 @@ void Forward::prefill_batch(std::span<const model::TokenId> tokens, std::size_t 
   }
   if (all_logits.empty()) {
     const float* last = x + (n - 1) * dim;
-    rmsnorm({last, dim}, w_.output_norm, cfg_.rms_eps, {xb, dim});
+    ops::rmsnorm({last, dim}, w_.output_norm, cfg_.rms_eps, {xb, dim});
     const ops::Product head[] = {{&w_.output, {logits_.data(), cfg_.vocab}}};
     if (!(offload && offload_->products(head, xb, 1))) product(w_.output, xb, 1, logits_.data(), pool_, ws_);
   } else {
-    for (std::size_t i = 0; i < n; ++i) rmsnorm({x + i * dim, dim}, w_.output_norm, cfg_.rms_eps, {xb + i * dim, dim});
+    for (std::size_t i = 0; i < n; ++i) ops::rmsnorm({x + i * dim, dim}, w_.output_norm, cfg_.rms_eps, {xb + i * dim, dim});
     const ops::Product head[] = {{&w_.output, all_logits}};
     if (!(offload && offload_->products(head, xb, n))) product(w_.output, xb, n, all_logits.data(), pool_, ws_);
     std::memcpy(logits_.data(), all_logits.data() + (n - 1) * cfg_.vocab, cfg_.vocab * sizeof(float));
   }
 }
 
-}  // namespace powerinfer2::engine
+}  // namespace powerinfer2::model

@@ -10,15 +10,16 @@
 #include "common/thread_pool.hpp"
 #include "io/gguf_reader.hpp"
 #include "model/config.hpp"
+#include "model/pi2_model.hpp"
 #include "model/tokenizer.hpp"
 #include "model/weights.hpp"
 #include "ops/packed.hpp"
-#include "sparse/pi2_format.hpp"
 
-namespace powerinfer2::engine {
+namespace powerinfer2::model {
 
-/// Anonymous memory for repacked weights, mapped (not yet touched) so that transparent huge
-/// pages can back it; move-only.
+/// Anonymous memory for repacked weights and neuron clusters, mapped (not yet touched) from a
+/// 2 MiB boundary so that transparent huge pages can back it; move-only. It ends on the page
+/// after `bytes`, not on a huge page: what it holds resident is what was asked for.
 class WeightStore {
  public:
   WeightStore() = default;
@@ -52,9 +53,15 @@ struct Model {
   model::ModelWeights weights;
   model::Tokenizer tokenizer;
   WeightStore packed;  // the rows16 matrices, one after the other, each 64-byte aligned
+  std::uint64_t repacked_file_bytes = 0;  // the file bytes of the matrices now in `packed`
   /// Set for a converted sparse model (.pi2.gguf): the FFN is in bundles, `weights` holds no
   /// FFN matrices, and only the sparse engine (sparse/sparse_ffn.hpp) can run it.
-  std::optional<sparse::Pi2Model> pi2;
+  std::optional<Pi2Model> pi2;
+
+  /// Bytes of weights the model holds resident once running: every tensor of the file but a
+  /// converted model's neuron bundles (read from storage, not through the mapping), the
+  /// repacked matrices counted as `packed` holds them.
+  std::uint64_t resident_weight_bytes() const;
 };
 
-}  // namespace powerinfer2::engine
+}  // namespace powerinfer2::model

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-namespace powerinfer2::sparse {
+namespace powerinfer2::prep {
 
 struct PredictorFitOptions {
   double target_recall = 0.99;  // on the held-out split, over all samples and neurons
@@ -81,4 +81,4 @@ struct SetQuality {
 SetQuality measure_and(const LinearPredictor& g, const LinearPredictor* u, std::span<const float> xs,
                        std::span<const float> g_targets, std::span<const float> u_targets, std::size_t n);
 
-}  // namespace powerinfer2::sparse
+}  // namespace powerinfer2::prep

@@ -1,4 +1,4 @@
-#include "ops/quantize_file.hpp"
+#include "prep/quantize_file.hpp"
 
 #include <cstring>
 #include <optional>
@@ -9,7 +9,7 @@
 #include "ops/fp16.hpp"
 #include "ops/quants.hpp"
 
-namespace powerinfer2::ops {
+namespace powerinfer2::prep {
 
 using io::GgmlType;
 
@@ -36,8 +36,8 @@ std::optional<std::string> keep_reason(const io::GgufTensorInfo& t, GgmlType tar
   if (t.type == target) return "already " + std::string(io::ggml_type_name(target));
   if (t.type != GgmlType::F32 && t.type != GgmlType::F16 && t.type != GgmlType::BF16)
     return std::string(io::ggml_type_name(t.type)) + " is not requantized";
-  if (t.ne[0] % kQK != 0)
-    return "row length " + std::to_string(t.ne[0]) + " is not a multiple of " + std::to_string(kQK);
+  if (t.ne[0] % ops::kQK != 0)
+    return "row length " + std::to_string(t.ne[0]) + " is not a multiple of " + std::to_string(ops::kQK);
   return std::nullopt;
 }
 
@@ -50,9 +50,9 @@ void row_to_f32(GgmlType type, const std::uint8_t* src, std::size_t n, float* ou
   tmp16.resize(n);
   std::memcpy(tmp16.data(), src, n * sizeof(std::uint16_t));
   if (type == GgmlType::F16)
-    fp16_to_fp32_row(tmp16.data(), out, n);
+    ops::fp16_to_fp32_row(tmp16.data(), out, n);
   else
-    bf16_to_fp32_row(tmp16.data(), out, n);
+    ops::bf16_to_fp32_row(tmp16.data(), out, n);
 }
 
 std::vector<std::uint8_t> quantize_tensor(const io::GgufTensorView& t, GgmlType target, common::ThreadPool& pool) {
@@ -69,9 +69,9 @@ std::vector<std::uint8_t> quantize_tensor(const io::GgufTensorView& t, GgmlType 
       row_to_f32(t.type, t.data.data() + r * in_row, n_cols, row.data(), tmp16);
       std::uint8_t* dst = out.data() + r * out_row;
       if (target == GgmlType::Q8_0)
-        quantize_row_q8_0(row.data(), reinterpret_cast<BlockQ8_0*>(dst), n_cols);
+        ops::quantize_row_q8_0(row.data(), reinterpret_cast<ops::BlockQ8_0*>(dst), n_cols);
       else
-        quantize_row_q4_0(row.data(), reinterpret_cast<BlockQ4_0*>(dst), n_cols);
+        ops::quantize_row_q4_0(row.data(), reinterpret_cast<ops::BlockQ4_0*>(dst), n_cols);
     }
   });
   return out;
@@ -132,4 +132,4 @@ QuantizeReport quantize_gguf(const std::string& in_path, const std::string& out_
   return report;
 }
 
-}  // namespace powerinfer2::ops
+}  // namespace powerinfer2::prep

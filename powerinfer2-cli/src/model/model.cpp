@@ -1,4 +1,4 @@
-#include "engine/model.hpp"
+#include "model/model.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -7,16 +7,18 @@
 #include <utility>
 #include <vector>
 
+#include "io/pi2_format.hpp"
 #include "ops/packed.hpp"
 
-namespace powerinfer2::engine {
+namespace powerinfer2::model {
 
 WeightStore::WeightStore(std::size_t bytes) {
   if (bytes == 0) return;
   // Start on a 2 MiB boundary (a huge page can only back an aligned 2 MiB range): map 2 MiB
   // more, then unmap the ends.
   constexpr std::size_t k2MiB = std::size_t{1} << 21;
-  size_ = (bytes + k2MiB - 1) / k2MiB * k2MiB;
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  size_ = (bytes + page - 1) / page * page;
   void* p = ::mmap(nullptr, size_ + k2MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   const auto raw = reinterpret_cast<std::uintptr_t>(p);
@@ -60,7 +62,8 @@ void drop_mapped_pages(const void* p, std::size_t bytes) {
 
 // Repacks the Q8_0 / Q4_0 matrices to rows16 in one store (transparent huge pages where the
 // kernel gives them: fewer TLB misses when decoding streams the whole model).
-WeightStore repack(model::ModelWeights& w, common::ThreadPool* pool) {
+// `file_bytes`: the bytes of the file's matrices that moved there.
+WeightStore repack(model::ModelWeights& w, common::ThreadPool* pool, std::uint64_t& file_bytes) {
   std::vector<ops::WeightMatrix*> mats;
   for (model::LayerWeights& L : w.layers)
     for (ops::WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
@@ -74,6 +77,7 @@ WeightStore repack(model::ModelWeights& w, common::ThreadPool* pool) {
   for (ops::WeightMatrix* m : mats) {
     ops::pack_rows16(*m, out.data() + off, pool);
     drop_mapped_pages(m->data, m->n_rows * m->row_bytes());
+    file_bytes += m->n_rows * m->row_bytes();
     m->data = out.data() + off;
     m->layout = ops::WeightLayout::rows16;
     off += (ops::rows16_bytes(m->type, m->n_rows, m->n_cols) + 63) / 64 * 64;
@@ -86,10 +90,17 @@ WeightStore repack(model::ModelWeights& w, common::ThreadPool* pool) {
 Model::Model(const std::string& path, common::ThreadPool* pool, bool repack_weights)
     : file(path),
       config(model::load_config(file)),
-      weights(model::load_weights(file, config, /*with_ffn=*/!sparse::is_pi2(file))),
+      weights(model::load_weights(file, config, /*with_ffn=*/!io::is_pi2(file))),
       tokenizer(model::Tokenizer::from_gguf(file)) {
-  if (sparse::is_pi2(file)) pi2 = sparse::load_pi2(file, config);
-  if (repack_weights) packed = repack(weights, pool);
+  if (io::is_pi2(file)) pi2 = load_pi2(file, config);
+  if (repack_weights) packed = repack(weights, pool, repacked_file_bytes);
 }
 
-}  // namespace powerinfer2::engine
+std::uint64_t Model::resident_weight_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const io::GgufTensorInfo& t : file.tensor_infos())
+    if (!io::is_pi2_bundle_tensor(t.name)) bytes += t.size_bytes;
+  return bytes - repacked_file_bytes + packed.size_bytes();
+}
+
+}  // namespace powerinfer2::model

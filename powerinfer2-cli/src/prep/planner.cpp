@@ -1,4 +1,4 @@
-#include "sparse/planner.hpp"
+#include "prep/planner.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,7 @@
 #include "io/flash_reader.hpp"
 #include "ops/neuron_ops.hpp"
 
-namespace powerinfer2::sparse {
+namespace powerinfer2::prep {
 
 namespace {
 
@@ -37,34 +37,30 @@ Plan make_plan(const std::string& model_path, const PlanOptions& o) {
   engine::RuntimeOptions ro;
   ro.threads = o.threads;
   ro.n_ctx = o.n_ctx;
-  if (o.offload_ffn >= 0.0)
-    ro.offload_ffn = o.offload_ffn;
-  else
-    ro.sparse.memory_budget_bytes = o.memory_budget_bytes;
-  ro.sparse.mode = EngineMode::sparse;
+  ro.sparse.budget = o.budget;
+  ro.sparse.mode = sparse::EngineMode::sparse;
 
   // Storage: read bandwidth by request size and queue depth, random 4 KiB-aligned offsets
   // inside the model file (what cold cluster reads are).
   std::uint64_t fixed = 0;
   std::uint64_t budget = 0;
   // The mapping only (no repacking): the profile's views must outlive this function's work.
-  const engine::Model m(model_path, nullptr, /*repack=*/false);
+  const model::Model m(model_path, nullptr, /*repack=*/false);
   {
     if (!m.pi2) throw common::UsageError(model_path + " is not a converted sparse model", "run convert first");
     if (!m.pi2->has_predictor())
       throw common::UsageError(model_path + " has no activation predictor", "run train-predictor first");
     plan.cluster_size = m.pi2->geo.cluster_size;
-    common::ThreadPool one(1);
-    const engine::Forward f(m, one, o.n_ctx);  // sizes only
-    fixed = fixed_segment_bytes(m, f.state_bytes(), f.max_batch(), o.threads);
-    budget = ro.offload_ffn ? engine::budget_for_offload(*m.pi2, fixed, *ro.offload_ffn) : o.memory_budget_bytes;
+    const engine::Runtime probe(model_path, ro);  // the engine's own plan of the budget
+    fixed = probe.sparse->plan().fixed;
+    budget = probe.sparse->plan().budget;
   }
-  const Pi2Model& pi2 = *m.pi2;
+  const model::Pi2Model& pi2 = *m.pi2;
   plan.memory_budget_bytes = budget;
   std::vector<std::size_t> sizes;
   const std::size_t ffn = pi2.geo.ffn;
   for (std::size_t n = 1; n <= 64; n *= 2)
-    if (ffn % n == 0) sizes.push_back(bundle_geometry(pi2.geo.type, pi2.geo.dim, ffn, n).cluster_bytes());
+    if (ffn % n == 0) sizes.push_back(model::bundle_geometry(pi2.geo.type, pi2.geo.dim, ffn, n).cluster_bytes());
   sizes.push_back(std::size_t{1} << 20);
   // Requests no larger than the file (a small model).
   const std::uint64_t file_bytes = m.file.file_size() / io::kDirectAlign * io::kDirectAlign;
@@ -98,7 +94,7 @@ Plan make_plan(const std::string& model_path, const PlanOptions& o) {
       best = std::max(best, static_cast<double>(n * sizeof(float)) / sw.elapsed_s());
     }
     plan.memory_bytes_per_s = best;
-    const BundleGeometry& g = pi2.geo;
+    const model::BundleGeometry& g = pi2.geo;
     const std::size_t count = std::min<std::size_t>(g.ffn, 2048);
     std::vector<std::uint8_t> bundles(pi2.layers[0].bundles.begin(),
                                       pi2.layers[0].bundles.begin() + static_cast<std::ptrdiff_t>(count * g.stride));
@@ -130,9 +126,9 @@ Plan make_plan(const std::string& model_path, const PlanOptions& o) {
   // bandwidth measured for that read size with 32 reads in flight.
   for (std::size_t n = 1; n <= 64; n *= 2) {
     if (ffn % n != 0) continue;
-    const BundleGeometry g = bundle_geometry(pi2.geo.type, pi2.geo.dim, ffn, n);
+    const model::BundleGeometry g = model::bundle_geometry(pi2.geo.type, pi2.geo.dim, ffn, n);
     std::vector<double> p_active;
-    for (const Pi2Layer& L : pi2.layers)
+    for (const model::Pi2Layer& L : pi2.layers)
       for (std::size_t c = 0; c < ffn / n; ++c) {
         double none = 1.0;
         for (std::size_t i = c * n; i < (c + 1) * n; ++i) none *= 1.0 - std::clamp<double>(L.freq[i], 0.0, 1.0);
@@ -217,4 +213,4 @@ Plan load_plan(const std::string& path) {
   return p;
 }
 
-}  // namespace powerinfer2::sparse
+}  // namespace powerinfer2::prep

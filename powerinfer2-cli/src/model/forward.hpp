@@ -11,10 +11,10 @@
 
 #include "common/aligned_buffer.hpp"
 #include "common/thread_pool.hpp"
-#include "engine/model.hpp"
+#include "model/model.hpp"
 #include "ops/matmul.hpp"
 
-namespace powerinfer2::engine {
+namespace powerinfer2::model {
 
 /// A layer's FFN computed elsewhere than from the model's dense matrices (the sparse engine).
 class FfnBackend {
@@ -24,7 +24,7 @@ class FfnBackend {
   virtual void ffn(std::size_t layer, const float* xb, std::size_t n, float* out) = 0;
 };
 
-/// Products of a prompt computed on another device (engine/gpu_offload.hpp: the GPU).
+/// Products of a prompt computed on another device (model/gpu_offload.hpp: the GPU).
 class ProductOffload {
  public:
   virtual ~ProductOffload() = default;
@@ -120,4 +120,4 @@ class Forward {
   FfnObserver observer_;
 };
 
-}  // namespace powerinfer2::engine
+}  // namespace powerinfer2::model

@@ -12,7 +12,7 @@
 #include "common/thread_pool.hpp"
 #include "io/gguf_types.hpp"
 
-namespace powerinfer2::ops {
+namespace powerinfer2::prep {
 
 /// llama.cpp's LLAMA_FTYPE_MOSTLY_* for a target type (Q8_0 = 7, Q4_0 = 2, F16 = 1, F32 = 0).
 std::uint32_t llama_file_type(io::GgmlType type);
@@ -38,4 +38,4 @@ struct QuantizeReport {
 QuantizeReport quantize_gguf(const std::string& in_path, const std::string& out_path, io::GgmlType type,
                              common::ThreadPool& pool);
 
-}  // namespace powerinfer2::ops
+}  // namespace powerinfer2::prep
