@@ -80,11 +80,11 @@ const GgufValue* GgufFile::find(std::string_view key) const {
 
 const GgufValue& GgufFile::get(std::string_view key) const {
   if (const GgufValue* v = find(key)) return *v;
-  throw common::InputError::message(key_where(path_, key), "missing (the file has no such key)");
+  throw common::InputError::message(key_where(path(), key), "missing (the file has no such key)");
 }
 
 void GgufFile::fail_type(std::string_view key, std::string_view expected, const GgufValue& got) const {
-  throw common::InputError(key_where(path_, key), std::string(expected), got.describe());
+  throw common::InputError(key_where(path(), key), std::string(expected), got.describe());
 }
 
 namespace {
@@ -166,7 +166,7 @@ const GgufArray& GgufFile::get_array(std::string_view key) const {
 const std::vector<std::string>& GgufFile::get_string_array(std::string_view key) const {
   const GgufArray& a = get_array(key);
   if (const auto* s = a.get_if<std::string>()) return *s;
-  throw common::InputError(key_where(path_, key), "an array of string",
+  throw common::InputError(key_where(path(), key), "an array of string",
                            "an array of " + std::string(gguf_value_type_name(a.element_type())));
 }
 

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mapped_file.hpp"
 #include "io/gguf_types.hpp"
 #include "io/gguf_value.hpp"
 
@@ -64,21 +65,20 @@ class GgufFile {
   /// Maps and parses `path`. Throws common::IoError when the file cannot be opened or
   /// mapped, common::InputError when its content is not a valid GGUF file.
   explicit GgufFile(std::string path);
-  ~GgufFile();
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
-  GgufFile(GgufFile&& other) noexcept;
-  GgufFile& operator=(GgufFile&& other) noexcept;
+  GgufFile(GgufFile&& other) noexcept = default;
+  GgufFile& operator=(GgufFile&& other) noexcept = default;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return map_.path(); }
   GgufKind kind() const { return kind_; }
   std::uint32_t version() const { return version_; }
-  std::uint64_t file_size() const { return size_; }
+  std::uint64_t file_size() const { return map_.size(); }
   std::uint32_t alignment() const { return alignment_; }
   /// Start of the tensor data section in the file (a multiple of alignment()).
   std::uint64_t data_offset() const { return data_offset_; }
   /// The whole file.
-  std::span<const std::uint8_t> bytes() const { return {base_, static_cast<std::size_t>(size_)}; }
+  std::span<const std::uint8_t> bytes() const { return map_.bytes(); }
 
   // --- Metadata ---------------------------------------------------------------------------
 
@@ -132,11 +132,8 @@ class GgufFile {
  private:
   friend class GgufParser;
   [[noreturn]] void fail_type(std::string_view key, std::string_view expected, const GgufValue& got) const;
-  void unmap() noexcept;
 
-  std::string path_;
-  const std::uint8_t* base_ = nullptr;  // the mapping (nullptr for an empty file)
-  std::uint64_t size_ = 0;
+  common::MappedFile map_;
   GgufKind kind_ = GgufKind::gguf;
   std::uint32_t version_ = 0;
   std::uint32_t alignment_ = kGgufDefaultAlignment;

@@ -1,12 +1,6 @@
 #include "io/llama2c.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -51,44 +45,6 @@ std::string describe(const Llama2cConfig& c) {
          std::to_string(c.n_layers) + ", n_heads " + std::to_string(c.n_heads) + ", n_kv_heads " +
          std::to_string(c.n_kv_heads) + ", vocab_size " + (c.shared_classifier ? "" : "-") +
          std::to_string(c.vocab_size) + ", seq_len " + std::to_string(c.seq_len);
-}
-
-// A whole file mapped read-only (nullptr for an empty file).
-struct Mapping {
-  const std::uint8_t* base = nullptr;
-  std::uint64_t size = 0;
-};
-
-Mapping map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw common::IoError(path, "open for reading", errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw common::IoError(path, "stat", err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw common::IoError(path, "map", S_ISDIR(st.st_mode) ? "it is a directory" : "it is not a regular file");
-  }
-  Mapping m;
-  m.size = static_cast<std::uint64_t>(st.st_size);
-  if (m.size > 0) {
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(m.size), PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);
-    if (p == MAP_FAILED) throw common::IoError(path, "map into memory", err);
-    m.base = static_cast<const std::uint8_t*>(p);
-  } else {
-    ::close(fd);
-  }
-  return m;
-}
-
-void unmap(Mapping& m) noexcept {
-  if (m.base != nullptr) ::munmap(const_cast<std::uint8_t*>(m.base), static_cast<std::size_t>(m.size));
-  m.base = nullptr;
 }
 
 Llama2cConfig parse_header(const std::string& path, const std::uint8_t* p, std::uint64_t size) {
@@ -186,39 +142,28 @@ std::uint64_t llama2c_file_size(const Llama2cConfig& config) {
   return add(arrays.back().offset_bytes, arrays.back().size_bytes);
 }
 
-Llama2cCheckpoint::Llama2cCheckpoint(std::string path) : path_(std::move(path)) {
-  Mapping m = map_file(path_);
-  base_ = m.base;
-  size_ = m.size;
-  try {
-    config_ = parse_header(path_, base_, size_);
-    const std::uint64_t expected = llama2c_file_size(config_);
-    if (expected != size_) {
-      std::string hint = size_ < expected ? "the file is truncated" : "the file has bytes past the last array";
-      if (config_.shared_classifier &&
-          size_ == add(expected, mul(4, mul(static_cast<std::uint64_t>(config_.dim),
-                                            static_cast<std::uint64_t>(config_.vocab_size)))))
-        hint = "the extra bytes are one [vocab_size, dim] classifier: a separate classifier is marked by a "
-               "negative vocab_size";
-      throw common::InputError(common::Where(path_), size_text(expected) + " (the size the header implies: " +
-                                                         describe(config_) + ")",
-                               size_text(size_), hint);
-    }
-    arrays_ = llama2c_layout(config_);
-  } catch (...) {
-    unmap(m);
-    throw;
+Llama2cCheckpoint::Llama2cCheckpoint(std::string path) : map_(std::move(path)) {
+  const std::string& p = map_.path();
+  const std::uint64_t size = map_.size();
+  config_ = parse_header(p, map_.data(), size);
+  const std::uint64_t expected = llama2c_file_size(config_);
+  if (expected != size) {
+    std::string hint = size < expected ? "the file is truncated" : "the file has bytes past the last array";
+    if (config_.shared_classifier &&
+        size == add(expected, mul(4, mul(static_cast<std::uint64_t>(config_.dim),
+                                         static_cast<std::uint64_t>(config_.vocab_size)))))
+      hint = "the extra bytes are one [vocab_size, dim] classifier: a separate classifier is marked by a "
+             "negative vocab_size";
+    throw common::InputError(common::Where(p), size_text(expected) + " (the size the header implies: " +
+                                                   describe(config_) + ")",
+                             size_text(size), hint);
   }
-}
-
-Llama2cCheckpoint::~Llama2cCheckpoint() {
-  Mapping m{base_, size_};
-  unmap(m);
+  arrays_ = llama2c_layout(config_);
 }
 
 std::span<const std::uint8_t> Llama2cCheckpoint::bytes(const Llama2cArray& a) const {
-  PWPI_CHECK(a.offset_bytes <= size_ && a.size_bytes <= size_ - a.offset_bytes);
-  return {base_ + a.offset_bytes, static_cast<std::size_t>(a.size_bytes)};
+  PWPI_CHECK(a.offset_bytes <= map_.size() && a.size_bytes <= map_.size() - a.offset_bytes);
+  return {map_.data() + a.offset_bytes, static_cast<std::size_t>(a.size_bytes)};
 }
 
 Llama2cVocab read_llama2c_tokenizer(const std::string& path, std::size_t expected_tokens,
