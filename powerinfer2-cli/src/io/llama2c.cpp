@@ -8,6 +8,7 @@
 #include "common/errors.hpp"
 #include "common/file_io.hpp"
 #include "io/gguf_writer.hpp"
+#include "io/llama_metadata.hpp"
 #include "io/spm_vocab.hpp"
 
 namespace powerinfer2::io {
@@ -254,20 +255,21 @@ Llama2cConfig import_llama2c(const std::string& checkpoint_path, const std::stri
     piece = std::move(escaped);
   }
 
+  LlamaMetadata m;
+  m.name = std::filesystem::path(checkpoint_path).stem().string();
+  m.file_type = 0;  // llama.cpp's LLAMA_FTYPE_ALL_F32
+  m.vocab = static_cast<std::uint32_t>(c.vocab_size);
+  m.n_ctx = static_cast<std::uint32_t>(c.seq_len);
+  m.dim = static_cast<std::uint32_t>(c.dim);
+  m.n_layer = static_cast<std::uint32_t>(c.n_layers);
+  m.ffn_dim = static_cast<std::uint32_t>(c.hidden_dim);
+  m.n_head = static_cast<std::uint32_t>(c.n_heads);
+  m.n_kv_head = static_cast<std::uint32_t>(c.n_kv_heads);
+  m.rms_eps = 1e-5f;  // run.c's rmsnorm
+  m.n_rot = static_cast<std::uint32_t>(c.head_size());
+  m.rope_base = 10000.0f;
   GgufWriter w;
-  w.set("general.architecture", "llama");
-  w.set("general.name", std::filesystem::path(checkpoint_path).stem().string());
-  w.set("general.file_type", std::uint32_t{0});  // llama.cpp's LLAMA_FTYPE_ALL_F32
-  w.set("llama.vocab_size", static_cast<std::uint32_t>(c.vocab_size));
-  w.set("llama.context_length", static_cast<std::uint32_t>(c.seq_len));
-  w.set("llama.embedding_length", static_cast<std::uint32_t>(c.dim));
-  w.set("llama.block_count", static_cast<std::uint32_t>(c.n_layers));
-  w.set("llama.feed_forward_length", static_cast<std::uint32_t>(c.hidden_dim));
-  w.set("llama.attention.head_count", static_cast<std::uint32_t>(c.n_heads));
-  w.set("llama.attention.head_count_kv", static_cast<std::uint32_t>(c.n_kv_heads));
-  w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f);  // run.c's rmsnorm
-  w.set("llama.rope.dimension_count", static_cast<std::uint32_t>(c.head_size()));
-  w.set("llama.rope.freq_base", 10000.0f);
+  set_llama_metadata(w, m, LlamaKeyOrder::llama2c);
   SpmVocab spm;
   spm.tokens = std::move(vocab.pieces);
   spm.scores = std::move(vocab.scores);
