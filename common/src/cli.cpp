@@ -88,6 +88,7 @@ int CliApp::run(int argc, char** argv) {
   }
   set_log_level(log_level_from_flags(quiet_, verbose_));
   return run_guarded([&] {
+    if (main_) main_();
     for (auto& [sub, fn] : commands_)
       if (sub->parsed()) fn();
   });

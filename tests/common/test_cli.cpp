@@ -64,6 +64,17 @@ TEST_CASE("CliApp usage errors exit 2", "[unit]") {
   CHECK(ran == 0);
 }
 
+TEST_CASE("CliApp without subcommands runs its main function", "[unit]") {
+  common::CliApp cli("tool", "test tool");
+  int ran = 0, n = 0;
+  cli.app().add_option("-n", n)->required();
+  cli.set_main([&] { ran += n; });
+  CHECK(run_app(cli, {"tool", "-n", "3"}) == 0);
+  CHECK(ran == 3);
+  CHECK(run_app(cli, {"tool"}) == 2);  // -n is required
+  CHECK(ran == 3);
+}
+
 TEST_CASE("the version string names program, version, build and CUDA", "[unit]") {
   std::string v = common::version_string("pipeweaver-cli");
   CHECK(v.rfind("pipeweaver-cli 0.", 0) == 0);
