@@ -340,8 +340,6 @@ std::vector<double> firing_probabilities(std::uint64_t seed, std::uint32_t layer
   return p;
 }
 
-std::span<const ModelShape> presets() { return kPresets; }
-
 const ModelShape* find_preset(std::string_view name) {
   const std::string n = lower(name);
   for (const ModelShape& p : kPresets)

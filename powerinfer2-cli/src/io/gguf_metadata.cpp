@@ -121,10 +121,8 @@ std::vector<T> get_numbers(const GgufFile& f, std::string_view key) {
 
 std::uint32_t GgufFile::get_u32(std::string_view key) const { return get_number<std::uint32_t>(*this, key, find(key)); }
 std::uint64_t GgufFile::get_u64(std::string_view key) const { return get_number<std::uint64_t>(*this, key, find(key)); }
-std::int32_t GgufFile::get_i32(std::string_view key) const { return get_number<std::int32_t>(*this, key, find(key)); }
 std::int64_t GgufFile::get_i64(std::string_view key) const { return get_number<std::int64_t>(*this, key, find(key)); }
 float GgufFile::get_f32(std::string_view key) const { return get_number<float>(*this, key, find(key)); }
-double GgufFile::get_f64(std::string_view key) const { return get_number<double>(*this, key, find(key)); }
 
 bool GgufFile::get_bool(std::string_view key) const {
   const GgufValue& v = get(key);
@@ -143,9 +141,6 @@ std::uint32_t GgufFile::get_u32_or(std::string_view key, std::uint32_t fallback)
 }
 std::uint64_t GgufFile::get_u64_or(std::string_view key, std::uint64_t fallback) const {
   return has(key) ? get_u64(key) : fallback;
-}
-std::int64_t GgufFile::get_i64_or(std::string_view key, std::int64_t fallback) const {
-  return has(key) ? get_i64(key) : fallback;
 }
 float GgufFile::get_f32_or(std::string_view key, float fallback) const {
   return has(key) ? get_f32(key) : fallback;
@@ -176,12 +171,6 @@ std::vector<float> GgufFile::get_f32_array(std::string_view key) const {
 }
 std::vector<std::int32_t> GgufFile::get_i32_array(std::string_view key) const {
   return get_numbers<std::int32_t>(*this, key);
-}
-std::vector<std::uint32_t> GgufFile::get_u32_array(std::string_view key) const {
-  return get_numbers<std::uint32_t>(*this, key);
-}
-std::vector<std::int64_t> GgufFile::get_i64_array(std::string_view key) const {
-  return get_numbers<std::int64_t>(*this, key);
 }
 
 }  // namespace powerinfer2::io

@@ -95,17 +95,14 @@ class GgufFile {
   // "model.gguf: metadata key llama.block_count: expected uint32, got string \"32\"".
   std::uint32_t get_u32(std::string_view key) const;
   std::uint64_t get_u64(std::string_view key) const;
-  std::int32_t get_i32(std::string_view key) const;
   std::int64_t get_i64(std::string_view key) const;
   float get_f32(std::string_view key) const;
-  double get_f64(std::string_view key) const;
   bool get_bool(std::string_view key) const;
   const std::string& get_string(std::string_view key) const;
 
   /// The same, with a value returned when the key is absent (a wrong type still throws).
   std::uint32_t get_u32_or(std::string_view key, std::uint32_t fallback) const;
   std::uint64_t get_u64_or(std::string_view key, std::uint64_t fallback) const;
-  std::int64_t get_i64_or(std::string_view key, std::int64_t fallback) const;
   float get_f32_or(std::string_view key, float fallback) const;
   bool get_bool_or(std::string_view key, bool fallback) const;
   std::string get_string_or(std::string_view key, std::string fallback) const;
@@ -115,8 +112,6 @@ class GgufFile {
   const std::vector<std::string>& get_string_array(std::string_view key) const;
   std::vector<float> get_f32_array(std::string_view key) const;
   std::vector<std::int32_t> get_i32_array(std::string_view key) const;
-  std::vector<std::uint32_t> get_u32_array(std::string_view key) const;
-  std::vector<std::int64_t> get_i64_array(std::string_view key) const;
 
   // --- Tensors ----------------------------------------------------------------------------
 
