@@ -85,10 +85,10 @@ void check_shape(const ModelShape& s) {
   };
   positive(s.dim, "the embedding width");
   positive(s.ffn_dim, "the FFN width");
-  positive(s.n_layer, "--layers");
+  if (s.n_layer == 0) throw common::SettingError("layers", "must be positive");
   positive(s.n_head, "the head count");
   positive(s.n_kv_head, "the KV head count");
-  positive(s.n_ctx, "--ctx");
+  if (s.n_ctx == 0) throw common::SettingError("ctx", "must be positive");
   if (s.n_head % s.n_kv_head != 0 || s.dim % s.n_head != 0 || (s.dim / s.n_head) % 2 != 0)
     throw common::UsageError("inconsistent shape: dim " + std::to_string(s.dim) + ", " + std::to_string(s.n_head) +
                              " heads, " + std::to_string(s.n_kv_head) + " KV heads");
@@ -384,9 +384,9 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
   check_shape(shape);
   const bool sparse = o.sparsity > 0.0;
   if (o.sparsity < 0.0 || o.sparsity >= 0.99)
-    throw common::UsageError("--sparsity must be in [0, 0.99), got " + std::to_string(o.sparsity));
+    throw common::SettingError("sparsity", "must be in [0, 0.99), got " + std::to_string(o.sparsity));
   if (o.hot_fraction <= 0.0 || o.hot_fraction > kHotShare)
-    throw common::UsageError("--hot-fraction must be in (0, 0.8], got " + std::to_string(o.hot_fraction));
+    throw common::SettingError("hot-fraction", "must be in (0, 0.8], got " + std::to_string(o.hot_fraction));
   if (sparse && o.activation == model::FfnActivation::swiglu)
     throw common::UsageError("--sparsity needs --activation reglu or drelu (SiLU is never exactly zero)");
   std::vector<io::GgufKeyValue> vocab_keys;

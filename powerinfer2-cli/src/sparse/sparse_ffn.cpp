@@ -63,11 +63,12 @@ MemoryPlan plan_memory(const Pi2Model& m, std::uint64_t fixed_bytes, const Spars
   }
   p.stream = m.geo.layer_bytes();
   if (fixed_bytes + p.stream > p.budget)
-    throw common::UsageError(
-        "--memory-budget " + mib(p.budget) + " is too small: the fixed segment needs " + mib(fixed_bytes) +
+    throw common::SettingError(
+        "memory-budget",
+        mib(p.budget) + " is too small: the fixed segment needs " + mib(fixed_bytes) +
             " (non-FFN weights, predictors, KV cache, run buffers) and the stream buffer " + mib(p.stream) +
             " (one layer's FFN)",
-        "give at least " + mib(fixed_bytes + p.stream) + ", or a shorter context (-c)");
+        "give at least " + mib(fixed_bytes + p.stream) + ", or a shorter context", "ctx-size");
   const std::uint64_t fit = (p.budget - fixed_bytes - p.stream) / cb;
   if (!o.cold_cache) {
     p.hot_clusters = static_cast<std::size_t>(fit);
