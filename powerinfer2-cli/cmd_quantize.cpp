@@ -1,8 +1,7 @@
 // `powerinfer2-cli quantize IN.gguf OUT.gguf q8_0|q4_0 [-t THREADS]`: a GGUF model with its
 // weight matrices in Q8_0 or Q4_0 (llama-quantize --pure), bytes as llama.cpp writes them.
-#include <algorithm>
-#include <cctype>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "commands.hpp"
@@ -24,10 +23,8 @@ struct QuantizeOptions {
 };
 
 io::GgmlType parse_type(const std::string& name) {
-  std::string lower = name;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (lower == "q8_0") return io::GgmlType::Q8_0;
-  if (lower == "q4_0") return io::GgmlType::Q4_0;
+  const std::optional<io::GgmlType> t = io::ggml_type_from_name(name);
+  if (t == io::GgmlType::Q8_0 || t == io::GgmlType::Q4_0) return *t;
   throw common::UsageError("unknown quantization type '" + name + "'", "valid types: q8_0, q4_0");
 }
 

@@ -18,6 +18,7 @@
 #include "common/thread_pool.hpp"
 #include "common/timer.hpp"
 #include "common/units.hpp"
+#include "io/gguf_types.hpp"
 #include "model_maker.hpp"
 
 namespace {
@@ -31,8 +32,6 @@ struct Options {
   double hot_fraction = 0.2;
   std::uint32_t layers = 0, ctx = 0;  // 0: the preset's
   std::size_t threads = 0;
-  bool quiet = false;
-  int verbose = 0;
 };
 
 std::string lower(std::string s) {
@@ -41,11 +40,9 @@ std::string lower(std::string s) {
 }
 
 pw::io::GgmlType parse_type(const std::string& name) {
-  const std::string n = lower(name);
-  if (n == "f32") return pw::io::GgmlType::F32;
-  if (n == "f16") return pw::io::GgmlType::F16;
-  if (n == "q8_0") return pw::io::GgmlType::Q8_0;
-  if (n == "q4_0") return pw::io::GgmlType::Q4_0;
+  using pw::io::GgmlType;
+  const std::optional<GgmlType> t = pw::io::ggml_type_from_name(name);
+  if (t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::Q8_0 || t == GgmlType::Q4_0) return *t;
   throw common::UsageError("unknown --type '" + name + "'; expected one of: f32, f16, q8_0, q4_0");
 }
 
@@ -91,8 +88,9 @@ void run(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app("Write a llama GGUF model of a preset shape with random weights, deterministic by seed.", "make-model");
-  app.set_version_flag("--version", common::version_string("make-model"), "Print the version and exit");
+  common::CliApp cli("make-model",
+                     "Write a llama GGUF model of a preset shape with random weights, deterministic by seed.");
+  CLI::App& app = cli.app();
   app.add_option("--preset", o.preset, "Model shape: " + pw::tools::preset_names())->required();
   app.add_option("--type", o.type, "Weight type: f32, f16, q8_0, q4_0 (norms are always F32)")->capture_default_str();
   app.add_option("--activation", o.activation, "FFN activation: swiglu, reglu, drelu")->capture_default_str();
@@ -106,17 +104,6 @@ int main(int argc, char** argv) {
   app.add_option("--ctx", o.ctx, "Override the preset's context length (llama.context_length)");
   app.add_option("-t,--threads", o.threads, "Threads (0: one per hardware thread)")->capture_default_str();
   app.add_option("-o,--output", o.output, "GGUF file to write")->required();
-  app.add_flag("-v,--verbose", o.verbose, "More log output on stderr");
-  app.add_flag("-q,--quiet", o.quiet, "Only errors on stderr");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    common::log_line(std::string("error: ") + e.what());
-    common::log_line("hint: run 'make-model --help' for usage");
-    return static_cast<int>(common::ExitCode::usage);
-  }
-  common::set_log_level(common::log_level_from_flags(o.quiet, o.verbose));
-  return common::run_guarded([&] { run(o); });
+  cli.set_main([&] { run(o); });
+  return cli.run(argc, argv);
 }

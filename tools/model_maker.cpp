@@ -9,6 +9,7 @@
 #include "common/progress.hpp"
 #include "io/gguf_reader.hpp"
 #include "io/gguf_writer.hpp"
+#include "io/llama_metadata.hpp"
 #include "io/spm_vocab.hpp"
 #include "model/tokenizer.hpp"
 #include "model/weights.hpp"
@@ -84,10 +85,10 @@ void check_shape(const ModelShape& s) {
   };
   positive(s.dim, "the embedding width");
   positive(s.ffn_dim, "the FFN width");
-  positive(s.n_layer, "--layers");
+  if (s.n_layer == 0) throw common::SettingError("layers", "must be positive");
   positive(s.n_head, "the head count");
   positive(s.n_kv_head, "the KV head count");
-  positive(s.n_ctx, "--ctx");
+  if (s.n_ctx == 0) throw common::SettingError("ctx", "must be positive");
   if (s.n_head % s.n_kv_head != 0 || s.dim % s.n_head != 0 || (s.dim / s.n_head) % 2 != 0)
     throw common::UsageError("inconsistent shape: dim " + std::to_string(s.dim) + ", " + std::to_string(s.n_head) +
                              " heads, " + std::to_string(s.n_kv_head) + " KV heads");
@@ -339,8 +340,6 @@ std::vector<double> firing_probabilities(std::uint64_t seed, std::uint32_t layer
   return p;
 }
 
-std::span<const ModelShape> presets() { return kPresets; }
-
 const ModelShape* find_preset(std::string_view name) {
   const std::string n = lower(name);
   for (const ModelShape& p : kPresets)
@@ -385,9 +384,9 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
   check_shape(shape);
   const bool sparse = o.sparsity > 0.0;
   if (o.sparsity < 0.0 || o.sparsity >= 0.99)
-    throw common::UsageError("--sparsity must be in [0, 0.99), got " + std::to_string(o.sparsity));
+    throw common::SettingError("sparsity", "must be in [0, 0.99), got " + std::to_string(o.sparsity));
   if (o.hot_fraction <= 0.0 || o.hot_fraction > kHotShare)
-    throw common::UsageError("--hot-fraction must be in (0, 0.8], got " + std::to_string(o.hot_fraction));
+    throw common::SettingError("hot-fraction", "must be in (0, 0.8], got " + std::to_string(o.hot_fraction));
   if (sparse && o.activation == model::FfnActivation::swiglu)
     throw common::UsageError("--sparsity needs --activation reglu or drelu (SiLU is never exactly zero)");
   std::vector<io::GgufKeyValue> vocab_keys;
@@ -402,21 +401,22 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
   const model::ModelConfig& c = result.config;
 
   // Metadata in the order llama.cpp's convert_hf_to_gguf.py writes it for llama.
+  io::LlamaMetadata m;
+  m.name = "make-model " + shape.name + " " + std::string(model::activation_name(o.activation)) + " seed " +
+           std::to_string(o.seed);
+  m.file_type = prep::llama_file_type(o.type);  // LLAMA_FTYPE_ALL_F32 / MOSTLY_*
+  m.n_layer = c.n_layer;
+  m.n_ctx = c.n_ctx;
+  m.dim = c.dim;
+  m.ffn_dim = c.ffn_dim;
+  m.n_head = c.n_head;
+  m.n_kv_head = c.n_kv_head;
+  m.n_rot = c.n_rot;
+  m.vocab = c.vocab;
+  m.rope_base = c.rope_base;
+  m.rms_eps = c.rms_eps;
   io::GgufWriter w;
-  w.set("general.architecture", "llama");
-  w.set("general.name", "make-model " + shape.name + " " + std::string(model::activation_name(o.activation)) +
-                            " seed " + std::to_string(o.seed));
-  w.set("llama.block_count", c.n_layer);
-  w.set("llama.context_length", c.n_ctx);
-  w.set("llama.embedding_length", c.dim);
-  w.set("llama.feed_forward_length", c.ffn_dim);
-  w.set("llama.attention.head_count", c.n_head);
-  w.set("llama.attention.head_count_kv", c.n_kv_head);
-  w.set("llama.rope.freq_base", c.rope_base);
-  w.set("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
-  w.set("general.file_type", prep::llama_file_type(o.type));  // LLAMA_FTYPE_ALL_F32 / MOSTLY_*
-  w.set("llama.vocab_size", c.vocab);
-  w.set("llama.rope.dimension_count", c.n_rot);
+  io::set_llama_metadata(w, m, io::LlamaKeyOrder::convert_hf);
   w.set(std::string(model::kFfnActivationKey), std::string(model::activation_name(o.activation)));
   if (vocab_keys.empty()) {
     io::SpmVocab v = io::byte_level_spm_vocab(c.vocab);

@@ -59,9 +59,8 @@ struct ModelShape {
   float rms_eps = 1e-5f;
 };
 
-/// tiny (tests), 1b (TinyLlama-1.1B), 7b (Mistral-7B-v0.1).
-std::span<const ModelShape> presets();
-/// The preset of that name (case-insensitive), or nullptr.
+/// The preset of that name (case-insensitive), or nullptr: tiny (tests), 1b (TinyLlama-1.1B),
+/// 7b (Mistral-7B-v0.1).
 const ModelShape* find_preset(std::string_view name);
 /// "tiny, 1b, 7b".
 std::string preset_names();

@@ -18,6 +18,14 @@ int print_error(const std::string& message, const std::string& hint, ExitCode co
   if (!hint.empty()) log_line("hint: " + hint);
   return static_cast<int>(code);
 }
+// The flag of `app` that gives a setting ("--memory-budget"; its short form "-c" where
+// `short_form` and there is one), or the setting in words when the command has no such flag.
+std::string flag_name(const CLI::App& app, const std::string& setting, bool short_form) {
+  const CLI::Option* opt = app.get_option_no_throw("--" + setting);
+  if (opt == nullptr) return SettingError::in_words(setting);
+  if (short_form && !opt->get_snames().empty()) return "-" + opt->get_snames().front();
+  return "--" + setting;
+}
 }  // namespace
 
 std::string version_string(const std::string& program_name) {
@@ -87,9 +95,20 @@ int CliApp::run(int argc, char** argv) {
     return print_error(message, hint, ExitCode::usage);
   }
   set_log_level(log_level_from_flags(quiet_, verbose_));
+  CLI::App* selected = &app_;
+  for (auto& command : commands_)
+    if (command.first->parsed()) selected = command.first;
   return run_guarded([&] {
-    for (auto& [sub, fn] : commands_)
-      if (sub->parsed()) fn();
+    try {
+      if (main_) main_();
+      for (auto& [sub, fn] : commands_)
+        if (sub->parsed()) fn();
+    } catch (const SettingError& e) {
+      // Name the settings as this command's flags: the library did not know them.
+      std::string hint = e.hint_text();
+      if (!e.hint_setting().empty()) hint += " (" + flag_name(*selected, e.hint_setting(), true) + ")";
+      throw UsageError(flag_name(*selected, e.setting(), false) + " " + e.text(), hint);
+    }
   });
 }
 

@@ -27,6 +27,20 @@ Where Where::with_pointer(std::string p) const {
   return w;
 }
 
+std::string SettingError::in_words(std::string setting) {
+  for (char& c : setting)
+    if (c == '-') c = ' ';
+  return setting;
+}
+
+SettingError::SettingError(std::string setting, std::string text, std::string hint, std::string hint_setting)
+    : UsageError(in_words(setting) + " " + text,
+                 hint_setting.empty() ? hint : hint + " (" + in_words(hint_setting) + ")"),
+      setting_(std::move(setting)),
+      text_(std::move(text)),
+      hint_text_(std::move(hint)),
+      hint_setting_(std::move(hint_setting)) {}
+
 static std::string join_where(const Where& where, const std::string& text) {
   std::string w = where.format();
   return w.empty() ? text : w + ": " + text;

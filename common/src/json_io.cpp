@@ -255,11 +255,6 @@ std::int64_t JsonView::int_or(std::string_view key, std::int64_t fallback) const
   return v ? v->as_int() : fallback;
 }
 
-double JsonView::number_or(std::string_view key, double fallback) const {
-  auto v = find(key);
-  return v ? v->as_number() : fallback;
-}
-
 bool JsonView::bool_or(std::string_view key, bool fallback) const {
   auto v = find(key);
   return v ? v->as_bool() : fallback;

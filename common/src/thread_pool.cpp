@@ -21,8 +21,6 @@ inline void cpu_relax() {
 constexpr int kSpinIterations = 4000;
 }  // namespace
 
-bool ThreadPool::in_region() { return t_region_depth > 0; }
-
 bool ThreadPool::runs_inline_here() const {
   return workers_.empty() || t_region_depth > 0 || t_worker_of == this;
 }

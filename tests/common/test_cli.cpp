@@ -1,5 +1,11 @@
 #include "common/cli.hpp"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
 #include "common/errors.hpp"
 #include "common/log.hpp"
 #include "test_support.hpp"
@@ -12,6 +18,24 @@ int run_app(common::CliApp& cli, std::vector<std::string> args) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   return cli.run(static_cast<int>(argv.size()), argv.data());
+}
+
+// Runs a CliApp with stderr sent to a file; returns what it wrote there.
+std::string stderr_of(common::CliApp& cli, std::vector<std::string> args, int& code) {
+  testing::TempDir dir;
+  const std::string path = (dir / "stderr.txt").string();
+  std::fflush(stderr);
+  const int saved = ::dup(2);
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  ::dup2(::fileno(f), 2);
+  code = run_app(cli, std::move(args));
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  std::fclose(f);
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 }  // namespace
 
@@ -62,6 +86,37 @@ TEST_CASE("CliApp usage errors exit 2", "[unit]") {
   CHECK(run_app(*make(ran), {"tool", "--version"}) == 0);
   CHECK(run_app(*make(ran), {"tool", "go", "--help"}) == 0);
   CHECK(ran == 0);
+}
+
+TEST_CASE("CliApp without subcommands runs its main function", "[unit]") {
+  common::CliApp cli("tool", "test tool");
+  int ran = 0, n = 0;
+  cli.app().add_option("-n", n)->required();
+  cli.set_main([&] { ran += n; });
+  CHECK(run_app(cli, {"tool", "-n", "3"}) == 0);
+  CHECK(ran == 3);
+  CHECK(run_app(cli, {"tool"}) == 2);  // -n is required
+  CHECK(ran == 3);
+}
+
+TEST_CASE("CliApp names a setting error's settings as the command's flags", "[unit]") {
+  common::CliApp cli("tool", "test tool");
+  std::uint64_t budget = 0;
+  int ctx = 0;
+  auto fail = [] {
+    throw common::SettingError("memory-budget", "1.0 MiB is too small", "give more, or a shorter context", "ctx-size");
+  };
+  auto* go = cli.add_command("go", "has the flags", fail);
+  common::add_size_option(go, "--memory-budget", budget, "budget");
+  go->add_option("-c,--ctx-size", ctx, "context");
+  cli.add_command("other", "has neither", fail);
+  int code = 0;
+  CHECK(stderr_of(cli, {"tool", "go"}, code) ==
+        "error: --memory-budget 1.0 MiB is too small\nhint: give more, or a shorter context (-c)\n");
+  CHECK(code == 2);
+  CHECK(stderr_of(cli, {"tool", "other"}, code) ==
+        "error: memory budget 1.0 MiB is too small\nhint: give more, or a shorter context (ctx size)\n");
+  CHECK(code == 2);
 }
 
 TEST_CASE("the version string names program, version, build and CUDA", "[unit]") {

@@ -42,6 +42,19 @@ TEST_CASE("InputError reads expected/got and keeps the hint apart", "[unit]") {
   CHECK(m.hint().empty());
 }
 
+TEST_CASE("SettingError names its settings in words", "[unit]") {
+  const common::SettingError e("memory-budget", "1.0 MiB is too small", "give more, or a shorter context", "ctx-size");
+  CHECK(std::string(e.what()) == "memory budget 1.0 MiB is too small");
+  CHECK(e.hint() == "give more, or a shorter context (ctx size)");
+  CHECK(e.setting() == "memory-budget");
+  CHECK(e.text() == "1.0 MiB is too small");
+  CHECK(e.hint_text() == "give more, or a shorter context");
+  CHECK(e.hint_setting() == "ctx-size");
+  const common::SettingError bare("cluster-size", "5 does not divide 64");
+  CHECK(std::string(bare.what()) == "cluster size 5 does not divide 64");
+  CHECK(bare.hint().empty());
+}
+
 TEST_CASE("IoError names path, operation and reason", "[unit]") {
   common::IoError e("/nope/x.json", "open for reading", ENOENT);
   CHECK(std::string(e.what()) == "/nope/x.json: cannot open for reading: No such file or directory");

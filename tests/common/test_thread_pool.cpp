@@ -89,12 +89,12 @@ TEST_CASE("nested regions and regions inside tasks run inline instead of deadloc
   std::atomic<int> inner{0};
   std::atomic<int> outside{0};
   pool.parallel_for(0, 8, 1, [&](std::size_t, std::size_t) {
-    if (!ThreadPool::in_region()) outside.fetch_add(1);
+    if (!pool.runs_inline_here()) outside.fetch_add(1);
     pool.parallel_for(0, 10, 1, [&](std::size_t b, std::size_t e) { inner += static_cast<int>(e - b); });
   });
   CHECK(inner.load() == 80);
   CHECK(outside.load() == 0);
-  CHECK_FALSE(ThreadPool::in_region());
+  CHECK_FALSE(pool.runs_inline_here());
 
   auto f = pool.submit([&] {
     int sum = 0;

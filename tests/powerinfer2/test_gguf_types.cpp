@@ -79,9 +79,6 @@ TEST_CASE("powerinfer2 gguf types: metadata value types", "[unit]") {
   CHECK(io::gguf_value_type_name(GgufValueType::UINT8) == "uint8");
   CHECK(io::gguf_value_type_name(GgufValueType::STRING) == "string");
   CHECK(io::gguf_value_type_name(GgufValueType::FLOAT64) == "float64");
-  CHECK(io::gguf_scalar_bytes(GgufValueType::BOOL) == 1);
-  CHECK(io::gguf_scalar_bytes(GgufValueType::INT64) == 8);
-  CHECK(io::gguf_scalar_bytes(GgufValueType::ARRAY) == 0);
   CHECK(io::is_gguf_value_type(12));
   CHECK_FALSE(io::is_gguf_value_type(13));
 }

@@ -1,12 +1,14 @@
 // The boundary of every executable: command-line parsing with CLI11, the global -v/-q and
-// --version flags, one registered function per subcommand, and the conversion of
-// exceptions into `error: ...` on stderr plus a distinct exit code (common::ExitCode).
+// --version flags, one registered function per subcommand (or one main function), and the
+// conversion of exceptions into `error: ...` on stderr plus a distinct exit code
+// (common::ExitCode).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -25,7 +27,11 @@ class CliApp {
   /// and the log level was set. Options are added to the returned App.
   CLI::App* add_command(const std::string& name, const std::string& description,
                         std::function<void()> run);
-  /// Parses, runs the selected subcommand, and returns the process exit code.
+  /// For a program without subcommands: `run` is called after parsing succeeded and the
+  /// log level was set, its options added to app().
+  void set_main(std::function<void()> run) { main_ = std::move(run); }
+  /// Parses, runs the selected subcommand (or the main function), and returns the process
+  /// exit code.
   int run(int argc, char** argv);
 
  private:
@@ -34,6 +40,7 @@ class CliApp {
   bool quiet_ = false;
   int verbose_ = 0;
   std::vector<std::pair<CLI::App*, std::function<void()>>> commands_;
+  std::function<void()> main_;
 };
 
 /// Runs `body`, converting any exception into a printed error and an exit code.

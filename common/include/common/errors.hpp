@@ -66,6 +66,26 @@ class UsageError : public std::runtime_error {
   std::string hint_;
 };
 
+/// A bad value of a setting, raised by library code that does not know how the setting was
+/// given. `setting` is its name as a command-line flag spells it, without the dashes
+/// ("memory-budget"), `text` what follows it ("1.0 MiB is too small: ..."); the hint may
+/// close by naming another setting to change (`hint_setting`, in parentheses). what() and
+/// hint() name the settings in words ("memory budget 1.0 MiB ..."); the command-line
+/// boundary names the command's flags instead ("--memory-budget 1.0 MiB ...", "(-c)").
+class SettingError : public UsageError {
+ public:
+  SettingError(std::string setting, std::string text, std::string hint = {}, std::string hint_setting = {});
+  const std::string& setting() const { return setting_; }
+  const std::string& text() const { return text_; }
+  const std::string& hint_text() const { return hint_text_; }  // the hint without the setting
+  const std::string& hint_setting() const { return hint_setting_; }
+  /// A setting in words: "memory-budget" -> "memory budget".
+  static std::string in_words(std::string setting);
+
+ private:
+  std::string setting_, text_, hint_text_, hint_setting_;
+};
+
 /// An operating-system failure on a file: "<path>: cannot <operation>: <strerror>".
 class IoError : public std::runtime_error {
  public:

@@ -66,7 +66,6 @@ class JsonView {
 
   // Optional members with defaults.
   std::int64_t int_or(std::string_view key, std::int64_t fallback) const;
-  double number_or(std::string_view key, double fallback) const;
   bool bool_or(std::string_view key, bool fallback) const;
   std::string string_or(std::string_view key, std::string fallback) const;
 

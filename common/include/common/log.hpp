@@ -36,14 +36,5 @@ template <class... Args>
 void log_verbose(Args&&... args) {
   if (log_level() >= LogLevel::verbose) log_line(detail::concat(std::forward<Args>(args)...));
 }
-template <class... Args>
-void log_debug(Args&&... args) {
-  if (log_level() >= LogLevel::debug) log_line(detail::concat("debug: ", std::forward<Args>(args)...));
-}
-/// Warnings show unless -q.
-template <class... Args>
-void log_warn(Args&&... args) {
-  if (log_level() >= LogLevel::normal) log_line(detail::concat("warning: ", std::forward<Args>(args)...));
-}
 
 }  // namespace common

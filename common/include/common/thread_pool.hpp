@@ -104,8 +104,6 @@ class ThreadPool {
     return result;
   }
 
-  /// True on a thread currently executing a parallel region of any pool.
-  static bool in_region();
   /// True where a region would run on the calling thread alone: a single-thread pool,
   /// inside a region, or on one of this pool's workers (running a submitted task).
   bool runs_inline_here() const;

@@ -80,11 +80,11 @@ const GgufValue* GgufFile::find(std::string_view key) const {
 
 const GgufValue& GgufFile::get(std::string_view key) const {
   if (const GgufValue* v = find(key)) return *v;
-  throw common::InputError::message(key_where(path_, key), "missing (the file has no such key)");
+  throw common::InputError::message(key_where(path(), key), "missing (the file has no such key)");
 }
 
 void GgufFile::fail_type(std::string_view key, std::string_view expected, const GgufValue& got) const {
-  throw common::InputError(key_where(path_, key), std::string(expected), got.describe());
+  throw common::InputError(key_where(path(), key), std::string(expected), got.describe());
 }
 
 namespace {
@@ -121,10 +121,8 @@ std::vector<T> get_numbers(const GgufFile& f, std::string_view key) {
 
 std::uint32_t GgufFile::get_u32(std::string_view key) const { return get_number<std::uint32_t>(*this, key, find(key)); }
 std::uint64_t GgufFile::get_u64(std::string_view key) const { return get_number<std::uint64_t>(*this, key, find(key)); }
-std::int32_t GgufFile::get_i32(std::string_view key) const { return get_number<std::int32_t>(*this, key, find(key)); }
 std::int64_t GgufFile::get_i64(std::string_view key) const { return get_number<std::int64_t>(*this, key, find(key)); }
 float GgufFile::get_f32(std::string_view key) const { return get_number<float>(*this, key, find(key)); }
-double GgufFile::get_f64(std::string_view key) const { return get_number<double>(*this, key, find(key)); }
 
 bool GgufFile::get_bool(std::string_view key) const {
   const GgufValue& v = get(key);
@@ -143,9 +141,6 @@ std::uint32_t GgufFile::get_u32_or(std::string_view key, std::uint32_t fallback)
 }
 std::uint64_t GgufFile::get_u64_or(std::string_view key, std::uint64_t fallback) const {
   return has(key) ? get_u64(key) : fallback;
-}
-std::int64_t GgufFile::get_i64_or(std::string_view key, std::int64_t fallback) const {
-  return has(key) ? get_i64(key) : fallback;
 }
 float GgufFile::get_f32_or(std::string_view key, float fallback) const {
   return has(key) ? get_f32(key) : fallback;
@@ -166,7 +161,7 @@ const GgufArray& GgufFile::get_array(std::string_view key) const {
 const std::vector<std::string>& GgufFile::get_string_array(std::string_view key) const {
   const GgufArray& a = get_array(key);
   if (const auto* s = a.get_if<std::string>()) return *s;
-  throw common::InputError(key_where(path_, key), "an array of string",
+  throw common::InputError(key_where(path(), key), "an array of string",
                            "an array of " + std::string(gguf_value_type_name(a.element_type())));
 }
 
@@ -176,12 +171,6 @@ std::vector<float> GgufFile::get_f32_array(std::string_view key) const {
 }
 std::vector<std::int32_t> GgufFile::get_i32_array(std::string_view key) const {
   return get_numbers<std::int32_t>(*this, key);
-}
-std::vector<std::uint32_t> GgufFile::get_u32_array(std::string_view key) const {
-  return get_numbers<std::uint32_t>(*this, key);
-}
-std::vector<std::int64_t> GgufFile::get_i64_array(std::string_view key) const {
-  return get_numbers<std::int64_t>(*this, key);
 }
 
 }  // namespace powerinfer2::io

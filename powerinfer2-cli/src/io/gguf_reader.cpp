@@ -1,13 +1,7 @@
 #include "io/gguf_reader.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -74,13 +68,13 @@ class GgufParser {
   }
   common::Where where(std::uint64_t at) const {
     common::Where w;
-    w.file = f_.path_;
+    w.file = f_.path();
     w.byte_offset = static_cast<std::int64_t>(at);
     w.item = item_;
     return w;
   }
 
-  std::uint64_t remaining() const { return f_.size_ - pos_; }
+  std::uint64_t remaining() const { return f_.map_.size() - pos_; }
 
   // Fails unless `n` bytes are left; `what` names the field ("the key").
   void need(std::uint64_t n, std::string_view what) const {
@@ -96,7 +90,7 @@ class GgufParser {
   T read(std::string_view what) {
     need(sizeof(T), what);
     T v;
-    std::memcpy(&v, f_.base_ + pos_, sizeof(T));
+    std::memcpy(&v, f_.map_.data() + pos_, sizeof(T));
     pos_ += sizeof(T);
     return v;
   }
@@ -105,7 +99,7 @@ class GgufParser {
   std::string read_string(std::string_view what) {
     const auto length = read<std::uint64_t>("the length of " + std::string(what));
     need(length, what);
-    std::string s(reinterpret_cast<const char*>(f_.base_ + pos_), static_cast<std::size_t>(length));
+    std::string s(reinterpret_cast<const char*>(f_.map_.data() + pos_), static_cast<std::size_t>(length));
     pos_ += length;
     return s;
   }
@@ -113,7 +107,7 @@ class GgufParser {
   void parse_header() {
     item_ = "header";
     need(4, "the magic");
-    const std::uint8_t* m = f_.base_;
+    const std::uint8_t* m = f_.map_.data();
     if (std::memcmp(m, "GGUF", 4) == 0) {
       f_.kind_ = GgufKind::gguf;
     } else if (std::memcmp(m, "PWRI", 4) == 0) {
@@ -152,7 +146,9 @@ class GgufParser {
   void check_count(std::uint64_t at, std::uint64_t n, std::uint64_t min_bytes, std::string_view what) const {
     const std::uint64_t max = remaining() / min_bytes;
     if (n > max)
-      fail(at, "at most " + std::to_string(max) + " " + std::string(what) + " in a file of " + plural(f_.size_, "byte"),
+      fail(at,
+           "at most " + std::to_string(max) + " " + std::string(what) + " in a file of " +
+               plural(f_.map_.size(), "byte"),
            std::to_string(n), "the file is truncated, or its header is corrupt");
   }
 
@@ -264,7 +260,7 @@ class GgufParser {
   GgufArray read_numbers(std::uint64_t n) {
     need_elements(n, sizeof(T), GgufValue(T{}).type());
     std::vector<T> v(static_cast<std::size_t>(n));
-    if (n > 0) std::memcpy(v.data(), f_.base_ + pos_, n * sizeof(T));
+    if (n > 0) std::memcpy(v.data(), f_.map_.data() + pos_, n * sizeof(T));
     pos_ += n * sizeof(T);
     return GgufArray{std::move(v)};
   }
@@ -318,7 +314,7 @@ class GgufParser {
     if (v == nullptr) return;
     const auto a = v->to_uint();
     common::Where w;
-    w.file = f_.path_;
+    w.file = f_.path();
     w.item = "metadata key general.alignment";
     if (!a || *a == 0 || (*a & (*a - 1)) != 0 || *a > (std::uint64_t{1} << 30))
       throw common::InputError(w, "a power of two (uint32) up to 2^30", v->describe());
@@ -329,13 +325,13 @@ class GgufParser {
 
   void place_tensor(GgufTensorInfo& t) const {
     common::Where w;
-    w.file = f_.path_;
+    w.file = f_.path();
     w.item = "tensor " + t.name;
     if (t.data_offset % f_.alignment_ != 0)
       throw common::InputError::message(
           w, "data offset " + std::to_string(t.data_offset) + " is not a multiple of the alignment " +
                  std::to_string(f_.alignment_));
-    const std::uint64_t size = f_.size_;
+    const std::uint64_t size = f_.map_.size();
     // Checked as differences, so that no sum can overflow.
     if (f_.data_offset_ > size || t.data_offset > size - f_.data_offset_ ||
         t.size_bytes > size - f_.data_offset_ - t.data_offset) {
@@ -366,75 +362,7 @@ std::string format_shape(std::span<const std::uint64_t> shape) {
   return out;
 }
 
-GgufFile::GgufFile(std::string path) : path_(std::move(path)) {
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw common::IoError(path_, "open for reading", errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw common::IoError(path_, "stat", err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw common::IoError(path_, "map", S_ISDIR(st.st_mode) ? "it is a directory" : "it is not a regular file");
-  }
-  size_ = static_cast<std::uint64_t>(st.st_size);
-  if (size_ > 0) {
-    // MAP_PRIVATE + PROT_READ: nothing can write through the mapping to the file.
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(size_), PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);
-    if (p == MAP_FAILED) throw common::IoError(path_, "map into memory", err);
-    base_ = static_cast<const std::uint8_t*>(p);
-  } else {
-    ::close(fd);
-  }
-  try {
-    GgufParser(*this).parse();
-  } catch (...) {
-    unmap();
-    throw;
-  }
-}
-
-GgufFile::~GgufFile() { unmap(); }
-
-void GgufFile::unmap() noexcept {
-  if (base_ != nullptr) ::munmap(const_cast<std::uint8_t*>(base_), static_cast<std::size_t>(size_));
-  base_ = nullptr;
-  size_ = 0;
-}
-
-GgufFile::GgufFile(GgufFile&& o) noexcept
-    : path_(std::move(o.path_)),
-      base_(std::exchange(o.base_, nullptr)),
-      size_(std::exchange(o.size_, 0)),
-      kind_(o.kind_),
-      version_(o.version_),
-      alignment_(o.alignment_),
-      data_offset_(o.data_offset_),
-      kv_(std::move(o.kv_)),
-      kv_index_(std::move(o.kv_index_)),
-      tensors_(std::move(o.tensors_)),
-      tensor_index_(std::move(o.tensor_index_)) {}
-
-GgufFile& GgufFile::operator=(GgufFile&& o) noexcept {
-  if (this == &o) return *this;
-  unmap();
-  path_ = std::move(o.path_);
-  base_ = std::exchange(o.base_, nullptr);
-  size_ = std::exchange(o.size_, 0);
-  kind_ = o.kind_;
-  version_ = o.version_;
-  alignment_ = o.alignment_;
-  data_offset_ = o.data_offset_;
-  kv_ = std::move(o.kv_);
-  kv_index_ = std::move(o.kv_index_);
-  tensors_ = std::move(o.tensors_);
-  tensor_index_ = std::move(o.tensor_index_);
-  return *this;
-}
+GgufFile::GgufFile(std::string path) : map_(std::move(path)) { GgufParser(*this).parse(); }
 
 GgufTensorView GgufFile::tensor(std::size_t index) const {
   PWPI_CHECK(index < tensors_.size());
@@ -446,8 +374,8 @@ GgufTensorView GgufFile::tensor(std::size_t index) const {
   v.file_offset = t.file_offset;
   v.size_bytes = t.size_bytes;
   v.n_elements = t.n_elements;
-  // base_ is null for an empty file, which has no tensors; size 0 tensors get an empty span.
-  if (t.size_bytes > 0) v.data = {base_ + t.file_offset, static_cast<std::size_t>(t.size_bytes)};
+  // The mapping is null for an empty file, which has no tensors; size 0 tensors get an empty span.
+  if (t.size_bytes > 0) v.data = {map_.data() + t.file_offset, static_cast<std::size_t>(t.size_bytes)};
   return v;
 }
 
@@ -460,9 +388,9 @@ std::optional<GgufTensorView> GgufFile::find_tensor(std::string_view name) const
 GgufTensorView GgufFile::tensor(std::string_view name) const {
   if (auto v = find_tensor(name)) return *v;
   common::Where w;
-  w.file = path_;
+  w.file = path();
   throw common::InputError::message(w, "no tensor named '" + std::string(name) + "'",
-                                    "'powerinfer2-cli inspect " + path_ + "' lists the tensors");
+                                    "'powerinfer2-cli inspect " + path() + "' lists the tensors");
 }
 
 }  // namespace powerinfer2::io

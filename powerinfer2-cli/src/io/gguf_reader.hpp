@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mapped_file.hpp"
 #include "io/gguf_types.hpp"
 #include "io/gguf_value.hpp"
 
@@ -64,21 +65,20 @@ class GgufFile {
   /// Maps and parses `path`. Throws common::IoError when the file cannot be opened or
   /// mapped, common::InputError when its content is not a valid GGUF file.
   explicit GgufFile(std::string path);
-  ~GgufFile();
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
-  GgufFile(GgufFile&& other) noexcept;
-  GgufFile& operator=(GgufFile&& other) noexcept;
+  GgufFile(GgufFile&& other) noexcept = default;
+  GgufFile& operator=(GgufFile&& other) noexcept = default;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return map_.path(); }
   GgufKind kind() const { return kind_; }
   std::uint32_t version() const { return version_; }
-  std::uint64_t file_size() const { return size_; }
+  std::uint64_t file_size() const { return map_.size(); }
   std::uint32_t alignment() const { return alignment_; }
   /// Start of the tensor data section in the file (a multiple of alignment()).
   std::uint64_t data_offset() const { return data_offset_; }
   /// The whole file.
-  std::span<const std::uint8_t> bytes() const { return {base_, static_cast<std::size_t>(size_)}; }
+  std::span<const std::uint8_t> bytes() const { return map_.bytes(); }
 
   // --- Metadata ---------------------------------------------------------------------------
 
@@ -95,17 +95,14 @@ class GgufFile {
   // "model.gguf: metadata key llama.block_count: expected uint32, got string \"32\"".
   std::uint32_t get_u32(std::string_view key) const;
   std::uint64_t get_u64(std::string_view key) const;
-  std::int32_t get_i32(std::string_view key) const;
   std::int64_t get_i64(std::string_view key) const;
   float get_f32(std::string_view key) const;
-  double get_f64(std::string_view key) const;
   bool get_bool(std::string_view key) const;
   const std::string& get_string(std::string_view key) const;
 
   /// The same, with a value returned when the key is absent (a wrong type still throws).
   std::uint32_t get_u32_or(std::string_view key, std::uint32_t fallback) const;
   std::uint64_t get_u64_or(std::string_view key, std::uint64_t fallback) const;
-  std::int64_t get_i64_or(std::string_view key, std::int64_t fallback) const;
   float get_f32_or(std::string_view key, float fallback) const;
   bool get_bool_or(std::string_view key, bool fallback) const;
   std::string get_string_or(std::string_view key, std::string fallback) const;
@@ -115,8 +112,6 @@ class GgufFile {
   const std::vector<std::string>& get_string_array(std::string_view key) const;
   std::vector<float> get_f32_array(std::string_view key) const;
   std::vector<std::int32_t> get_i32_array(std::string_view key) const;
-  std::vector<std::uint32_t> get_u32_array(std::string_view key) const;
-  std::vector<std::int64_t> get_i64_array(std::string_view key) const;
 
   // --- Tensors ----------------------------------------------------------------------------
 
@@ -132,11 +127,8 @@ class GgufFile {
  private:
   friend class GgufParser;
   [[noreturn]] void fail_type(std::string_view key, std::string_view expected, const GgufValue& got) const;
-  void unmap() noexcept;
 
-  std::string path_;
-  const std::uint8_t* base_ = nullptr;  // the mapping (nullptr for an empty file)
-  std::uint64_t size_ = 0;
+  common::MappedFile map_;
   GgufKind kind_ = GgufKind::gguf;
   std::uint32_t version_ = 0;
   std::uint32_t alignment_ = kGgufDefaultAlignment;

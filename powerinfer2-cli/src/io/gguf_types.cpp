@@ -66,8 +66,6 @@ constexpr std::array<std::string_view, kGgufValueTypeCount> kValueTypeNames{
     "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
     "bool", "string", "array", "uint64", "int64", "float64"};
 
-constexpr std::array<std::uint32_t, kGgufValueTypeCount> kScalarBytes{1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-
 bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t limit, std::uint64_t& out) {
   if (a != 0 && b > limit / a) return true;
   out = a * b;
@@ -133,12 +131,6 @@ std::string_view gguf_value_type_name(GgufValueType type) {
   auto id = static_cast<std::uint32_t>(type);
   PWPI_CHECK(is_gguf_value_type(id));
   return kValueTypeNames[id];
-}
-
-std::uint32_t gguf_scalar_bytes(GgufValueType type) {
-  auto id = static_cast<std::uint32_t>(type);
-  PWPI_CHECK(is_gguf_value_type(id));
-  return kScalarBytes[id];
 }
 
 }  // namespace powerinfer2::io

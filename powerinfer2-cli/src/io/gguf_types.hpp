@@ -110,24 +110,6 @@ constexpr bool is_gguf_value_type(std::uint32_t id) { return id < kGgufValueType
 /// Lower-case name as in the spec's gguf_type without prefix: "uint32", "float32", "string".
 std::string_view gguf_value_type_name(GgufValueType type);
 
-/// Encoded size of a fixed-size value (bool is one byte); 0 for STRING and ARRAY.
-std::uint32_t gguf_scalar_bytes(GgufValueType type);
-
-constexpr bool is_gguf_integer(GgufValueType t) {
-  switch (t) {
-    case GgufValueType::UINT8: case GgufValueType::INT8: case GgufValueType::UINT16:
-    case GgufValueType::INT16: case GgufValueType::UINT32: case GgufValueType::INT32:
-    case GgufValueType::UINT64: case GgufValueType::INT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
-constexpr bool is_gguf_float(GgufValueType t) {
-  return t == GgufValueType::FLOAT32 || t == GgufValueType::FLOAT64;
-}
-
 /// Which magic a file starts with: "GGUF", or PowerInfer's "PWRI" marking a sparse model
 /// (predictor tensors and keys) that is otherwise GGUF v3.
 enum class GgufKind { gguf, powerinfer };

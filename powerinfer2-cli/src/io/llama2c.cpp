@@ -1,12 +1,6 @@
 #include "io/llama2c.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -14,6 +8,7 @@
 #include "common/errors.hpp"
 #include "common/file_io.hpp"
 #include "io/gguf_writer.hpp"
+#include "io/llama_metadata.hpp"
 #include "io/spm_vocab.hpp"
 
 namespace powerinfer2::io {
@@ -51,44 +46,6 @@ std::string describe(const Llama2cConfig& c) {
          std::to_string(c.n_layers) + ", n_heads " + std::to_string(c.n_heads) + ", n_kv_heads " +
          std::to_string(c.n_kv_heads) + ", vocab_size " + (c.shared_classifier ? "" : "-") +
          std::to_string(c.vocab_size) + ", seq_len " + std::to_string(c.seq_len);
-}
-
-// A whole file mapped read-only (nullptr for an empty file).
-struct Mapping {
-  const std::uint8_t* base = nullptr;
-  std::uint64_t size = 0;
-};
-
-Mapping map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw common::IoError(path, "open for reading", errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw common::IoError(path, "stat", err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw common::IoError(path, "map", S_ISDIR(st.st_mode) ? "it is a directory" : "it is not a regular file");
-  }
-  Mapping m;
-  m.size = static_cast<std::uint64_t>(st.st_size);
-  if (m.size > 0) {
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(m.size), PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);
-    if (p == MAP_FAILED) throw common::IoError(path, "map into memory", err);
-    m.base = static_cast<const std::uint8_t*>(p);
-  } else {
-    ::close(fd);
-  }
-  return m;
-}
-
-void unmap(Mapping& m) noexcept {
-  if (m.base != nullptr) ::munmap(const_cast<std::uint8_t*>(m.base), static_cast<std::size_t>(m.size));
-  m.base = nullptr;
 }
 
 Llama2cConfig parse_header(const std::string& path, const std::uint8_t* p, std::uint64_t size) {
@@ -186,39 +143,28 @@ std::uint64_t llama2c_file_size(const Llama2cConfig& config) {
   return add(arrays.back().offset_bytes, arrays.back().size_bytes);
 }
 
-Llama2cCheckpoint::Llama2cCheckpoint(std::string path) : path_(std::move(path)) {
-  Mapping m = map_file(path_);
-  base_ = m.base;
-  size_ = m.size;
-  try {
-    config_ = parse_header(path_, base_, size_);
-    const std::uint64_t expected = llama2c_file_size(config_);
-    if (expected != size_) {
-      std::string hint = size_ < expected ? "the file is truncated" : "the file has bytes past the last array";
-      if (config_.shared_classifier &&
-          size_ == add(expected, mul(4, mul(static_cast<std::uint64_t>(config_.dim),
-                                            static_cast<std::uint64_t>(config_.vocab_size)))))
-        hint = "the extra bytes are one [vocab_size, dim] classifier: a separate classifier is marked by a "
-               "negative vocab_size";
-      throw common::InputError(common::Where(path_), size_text(expected) + " (the size the header implies: " +
-                                                         describe(config_) + ")",
-                               size_text(size_), hint);
-    }
-    arrays_ = llama2c_layout(config_);
-  } catch (...) {
-    unmap(m);
-    throw;
+Llama2cCheckpoint::Llama2cCheckpoint(std::string path) : map_(std::move(path)) {
+  const std::string& p = map_.path();
+  const std::uint64_t size = map_.size();
+  config_ = parse_header(p, map_.data(), size);
+  const std::uint64_t expected = llama2c_file_size(config_);
+  if (expected != size) {
+    std::string hint = size < expected ? "the file is truncated" : "the file has bytes past the last array";
+    if (config_.shared_classifier &&
+        size == add(expected, mul(4, mul(static_cast<std::uint64_t>(config_.dim),
+                                         static_cast<std::uint64_t>(config_.vocab_size)))))
+      hint = "the extra bytes are one [vocab_size, dim] classifier: a separate classifier is marked by a "
+             "negative vocab_size";
+    throw common::InputError(common::Where(p), size_text(expected) + " (the size the header implies: " +
+                                                   describe(config_) + ")",
+                             size_text(size), hint);
   }
-}
-
-Llama2cCheckpoint::~Llama2cCheckpoint() {
-  Mapping m{base_, size_};
-  unmap(m);
+  arrays_ = llama2c_layout(config_);
 }
 
 std::span<const std::uint8_t> Llama2cCheckpoint::bytes(const Llama2cArray& a) const {
-  PWPI_CHECK(a.offset_bytes <= size_ && a.size_bytes <= size_ - a.offset_bytes);
-  return {base_ + a.offset_bytes, static_cast<std::size_t>(a.size_bytes)};
+  PWPI_CHECK(a.offset_bytes <= map_.size() && a.size_bytes <= map_.size() - a.offset_bytes);
+  return {map_.data() + a.offset_bytes, static_cast<std::size_t>(a.size_bytes)};
 }
 
 Llama2cVocab read_llama2c_tokenizer(const std::string& path, std::size_t expected_tokens,
@@ -309,20 +255,21 @@ Llama2cConfig import_llama2c(const std::string& checkpoint_path, const std::stri
     piece = std::move(escaped);
   }
 
+  LlamaMetadata m;
+  m.name = std::filesystem::path(checkpoint_path).stem().string();
+  m.file_type = 0;  // llama.cpp's LLAMA_FTYPE_ALL_F32
+  m.vocab = static_cast<std::uint32_t>(c.vocab_size);
+  m.n_ctx = static_cast<std::uint32_t>(c.seq_len);
+  m.dim = static_cast<std::uint32_t>(c.dim);
+  m.n_layer = static_cast<std::uint32_t>(c.n_layers);
+  m.ffn_dim = static_cast<std::uint32_t>(c.hidden_dim);
+  m.n_head = static_cast<std::uint32_t>(c.n_heads);
+  m.n_kv_head = static_cast<std::uint32_t>(c.n_kv_heads);
+  m.rms_eps = 1e-5f;  // run.c's rmsnorm
+  m.n_rot = static_cast<std::uint32_t>(c.head_size());
+  m.rope_base = 10000.0f;
   GgufWriter w;
-  w.set("general.architecture", "llama");
-  w.set("general.name", std::filesystem::path(checkpoint_path).stem().string());
-  w.set("general.file_type", std::uint32_t{0});  // llama.cpp's LLAMA_FTYPE_ALL_F32
-  w.set("llama.vocab_size", static_cast<std::uint32_t>(c.vocab_size));
-  w.set("llama.context_length", static_cast<std::uint32_t>(c.seq_len));
-  w.set("llama.embedding_length", static_cast<std::uint32_t>(c.dim));
-  w.set("llama.block_count", static_cast<std::uint32_t>(c.n_layers));
-  w.set("llama.feed_forward_length", static_cast<std::uint32_t>(c.hidden_dim));
-  w.set("llama.attention.head_count", static_cast<std::uint32_t>(c.n_heads));
-  w.set("llama.attention.head_count_kv", static_cast<std::uint32_t>(c.n_kv_heads));
-  w.set("llama.attention.layer_norm_rms_epsilon", 1e-5f);  // run.c's rmsnorm
-  w.set("llama.rope.dimension_count", static_cast<std::uint32_t>(c.head_size()));
-  w.set("llama.rope.freq_base", 10000.0f);
+  set_llama_metadata(w, m, LlamaKeyOrder::llama2c);
   SpmVocab spm;
   spm.tokens = std::move(vocab.pieces);
   spm.scores = std::move(vocab.scores);

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "common/mapped_file.hpp"
+
 namespace powerinfer2::io {
 
 /// The checkpoint header, checked: every field positive, n_heads divides dim, n_kv_heads
@@ -62,20 +64,17 @@ std::uint64_t llama2c_file_size(const Llama2cConfig& config);
 class Llama2cCheckpoint {
  public:
   explicit Llama2cCheckpoint(std::string path);
-  ~Llama2cCheckpoint();
   Llama2cCheckpoint(const Llama2cCheckpoint&) = delete;
   Llama2cCheckpoint& operator=(const Llama2cCheckpoint&) = delete;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return map_.path(); }
   const Llama2cConfig& config() const { return config_; }
   const std::vector<Llama2cArray>& arrays() const { return arrays_; }
   /// The bytes of an array inside the mapping (valid while the checkpoint lives).
   std::span<const std::uint8_t> bytes(const Llama2cArray& array) const;
 
  private:
-  std::string path_;
-  const std::uint8_t* base_ = nullptr;
-  std::uint64_t size_ = 0;
+  common::MappedFile map_;
   Llama2cConfig config_;
   std::vector<Llama2cArray> arrays_;
 };

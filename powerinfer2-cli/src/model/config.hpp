@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "io/gguf_reader.hpp"
+#include "io/llama_metadata.hpp"
 #include "ops/activation.hpp"
 
 namespace powerinfer2::model {
@@ -40,7 +41,7 @@ struct ModelConfig {
   std::size_t q_dim() const { return std::size_t{n_head} * head_dim; }
   std::size_t kv_dim() const { return std::size_t{n_kv_head} * head_dim; }
   /// Metadata key a quantity comes from, for error messages ("llama.feed_forward_length").
-  std::string key(std::string_view suffix) const { return arch + "." + std::string(suffix); }
+  std::string key(std::string_view suffix) const { return io::arch_key(arch, suffix); }
 };
 
 /// Reads and checks the config; InputError naming the file and key for a missing or

@@ -21,9 +21,9 @@ BundleGeometry bundle_geometry(io::GgmlType type, std::size_t dim, std::size_t f
     throw common::UsageError("FFN weights of type " + std::string(io::ggml_type_name(type)) +
                              " cannot be bundled (F32, F16, Q8_0 or Q4_0)");
   if (cluster_size == 0 || ffn % cluster_size != 0)
-    throw common::UsageError("a cluster of " + std::to_string(cluster_size) + " neurons does not divide the FFN width " +
-                                 std::to_string(ffn),
-                             "give a divisor of " + std::to_string(ffn));
+    throw common::SettingError("cluster-size",
+                               std::to_string(cluster_size) + " does not divide the FFN width " + std::to_string(ffn),
+                               "give a divisor of " + std::to_string(ffn));
   BundleGeometry g;
   g.type = type;
   g.dim = dim;

@@ -1,13 +1,15 @@
 #include "model/weights.hpp"
 
 #include "common/errors.hpp"
+#include "io/llama_metadata.hpp"
 
 namespace powerinfer2::model {
 
 std::vector<TensorSlot> tensor_table(const ModelConfig& c, ModelWeights& w, bool with_ffn) {
-  const std::string k_dim = c.key("embedding_length"), k_ffn = c.key("feed_forward_length");
-  const std::string k_q = c.key("attention.head_count"), k_kv = c.key("attention.head_count_kv");
-  const std::string k_vocab = c.key("vocab_size");
+  namespace K = io::llama_key;
+  const std::string k_dim = c.key(K::kEmbeddingLength), k_ffn = c.key(K::kFeedForwardLength);
+  const std::string k_q = c.key(K::kHeadCount), k_kv = c.key(K::kHeadCountKv);
+  const std::string k_vocab = c.key(K::kVocabSize);
   std::vector<TensorSlot> t;
   auto mat = [&](std::string name, std::size_t ne0, const std::string& key0, std::size_t ne1,
                  const std::string& key1, ops::WeightMatrix* m, bool optional = false) {

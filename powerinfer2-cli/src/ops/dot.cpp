@@ -148,66 +148,77 @@ float dot_f16_f32(const fp16_t* a, const float* b, std::size_t n) { return dot_f
 float dot_f32_streaming(const float* a, const float* b, std::size_t n) { return dot_f32_impl<true>(a, b, n); }
 float dot_f16_f32_streaming(const fp16_t* a, const float* b, std::size_t n) { return dot_f16_f32_impl<true>(a, b, n); }
 
-// Q8_0 x Q8: the weight bytes are biased to unsigned (q + 128, an xor) for dpbusd's
-// unsigned x signed products; each block's lanes start from -16 * sum(x) so that its 8
-// lanes together subtract 128 * sum(x).
-template <bool kSpread>
-float dot_q8_0_q8_avx512(const BlockQ8_0* w, const Q8Act& x, std::size_t n_blocks) {
-  const __m512i pair_idx = load_idx(kPairIdx);
+// A named namespace, not an unnamed one: each instantiation then gets a section of its own,
+// placed after the file's other functions; internal ones would go to the front of .text,
+// which moves the alignment of the hot loops.
+namespace pairs {
+
+// What the Q8_0 and Q4_0 dot products differ in: how a pair of blocks (b, b+1) at p gives
+// its weight bytes, unsigned for dpbusd's unsigned x signed products (wq), and its scales
+// (dw); how a last, unpaired block gives its bytes; and the bias the bytes carry, taken off
+// by starting each of a block's 8 lanes at -(sum(x) << kSumShift).
+struct Q8_0Pairs {
+  // q + 128 (an xor): the lanes start from -16 * sum(x), subtracting 128 * sum(x) in all.
+  using Block = BlockQ8_0;
+  static constexpr int kSumShift = 4;
   const __m512i d_idx = load_idx(kQ8PairD);
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  const auto* base = reinterpret_cast<const std::uint8_t*>(w);
-  auto pair = [&](std::size_t b, __m512& acc) {
-    const std::uint8_t* p = base + b * sizeof(BlockQ8_0);
+  void load(const std::uint8_t* p, __m512i& wq, __m512& dw) const {
     const __m512i head = _mm512_loadu_si512(p);  // d0, qs0, d1, part of qs1
-    const __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2))),
-                                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36)), 1);
-    const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_idx, head)));
-    const __m512i init = kSpread ? _mm512_slli_epi32(_mm512_load_si512(x.neg_sum16 + 8 * b), 4)
-                                 : _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(pair_i32(x.sum + b, pair_idx), 4));
-    const __m512 dx = kSpread ? _mm512_load_ps(x.d16 + 8 * b) : pair_f32(x.d + b, pair_idx);
-    const __m512i dot = _mm512_dpbusd_epi32(init, _mm512_xor_si512(wq, bias), _mm512_loadu_si512(x.qs + b * kQK));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, dx), acc);
-  };
-  std::size_t b = 0;
-  for (; b + 4 <= n_blocks; b += 4) {
-    pair(b, acc0);
-    pair(b + 2, acc1);
+    const __m256i qs0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+    const __m256i qs1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36));
+    wq = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(qs0), qs1, 1), bias);
+    dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_idx, head)));
   }
-  if (b + 2 <= n_blocks) {
-    pair(b, acc0);
-    b += 2;
+  __m256i tail(const Block& w) const {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs)), _mm512_castsi512_si256(bias));
   }
-  float tail = 0.0f;
-  if (b < n_blocks) {
-    const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-    const __m256i init = _mm256_set1_epi32(-16 * x.sum[b]);
-    const __m256i dot = _mm256_dpbusd_epi32(init, _mm256_xor_si256(wq, _mm512_castsi512_si256(bias)),
-                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + b * kQK)));
-    tail = simd::hsum(_mm256_cvtepi32_ps(dot)) * (fp16_to_fp32(w[b].d) * x.d[b]);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail;
-}
+};
 
-// Q4_0 x Q8: the 4-bit values are unsigned already (q in 0..15, value q - 8); each
-// block's lanes start from -sum(x), subtracting 8 * sum(x) in all.
-template <bool kSpread>
-float dot_q4_0_q8_avx512(const BlockQ4_0* w, const Q8Act& x, std::size_t n_blocks) {
-  const __m512i pair_idx = load_idx(kPairIdx);
+struct Q4_0Pairs {
+  // q in 0..15 (value q - 8) is unsigned already: the lanes start from -sum(x), 8 * sum(x) in all.
+  using Block = BlockQ4_0;
+  static constexpr int kSumShift = 0;
+  static constexpr __mmask64 kPairBytes = (1ull << (2 * sizeof(BlockQ4_0))) - 1;  // never read past the pair
   const __m512i d_idx = load_idx(kQ4PairD);
   const __m512i qs_idx = load_idx(kQ4PairQs);
   const __m512i shift = load_idx(kQ4PairShift);
   const __m512i low4 = _mm512_set1_epi8(0x0f);
-  constexpr __mmask64 kPairBytes = (1ull << (2 * sizeof(BlockQ4_0))) - 1;  // never read past the pair
+  void load(const std::uint8_t* p, __m512i& wq, __m512& dw) const {
+    const __m512i raw = _mm512_maskz_loadu_epi8(kPairBytes, p);
+    wq = _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutexvar_epi8(qs_idx, raw), shift), low4);
+    dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_idx, raw)));
+  }
+  __m256i tail(const Block& w) const {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.qs));
+    const __m128i m = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+  }
+};
+
+template <int kShift>
+inline __m512i shift_left(__m512i v) {
+  if constexpr (kShift == 0) return v;
+  else return _mm512_slli_epi32(v, kShift);
+}
+
+// A row of Q8_0 / Q4_0 blocks x Q8 activations, a pair of blocks per dpbusd, two pairs
+// in flight. kSpread: the activations' per-pair scales and sums are spread already (Q8Act's
+// d16 / neg_sum16).
+template <class Pairs, bool kSpread>
+float dot_pairs_q8(const typename Pairs::Block* w, const Q8Act& x, std::size_t n_blocks) {
+  const Pairs pairs;
+  const __m512i pair_idx = load_idx(kPairIdx);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   const auto* base = reinterpret_cast<const std::uint8_t*>(w);
   auto pair = [&](std::size_t b, __m512& acc) {
-    const __m512i raw = _mm512_maskz_loadu_epi8(kPairBytes, base + b * sizeof(BlockQ4_0));
-    const __m512i wq = _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutexvar_epi8(qs_idx, raw), shift), low4);
-    const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_idx, raw)));
-    const __m512i init = kSpread ? _mm512_load_si512(x.neg_sum16 + 8 * b)
-                                 : _mm512_sub_epi32(_mm512_setzero_si512(), pair_i32(x.sum + b, pair_idx));
+    __m512i wq;
+    __m512 dw;
+    pairs.load(base + b * sizeof(typename Pairs::Block), wq, dw);
+    constexpr int kShift = Pairs::kSumShift;
+    const __m512i init =
+        kSpread ? shift_left<kShift>(_mm512_load_si512(x.neg_sum16 + 8 * b))
+                : _mm512_sub_epi32(_mm512_setzero_si512(), shift_left<kShift>(pair_i32(x.sum + b, pair_idx)));
     const __m512 dx = kSpread ? _mm512_load_ps(x.d16 + 8 * b) : pair_f32(x.d + b, pair_idx);
     const __m512i dot = _mm512_dpbusd_epi32(init, wq, _mm512_loadu_si512(x.qs + b * kQK));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, dx), acc);
@@ -223,22 +234,23 @@ float dot_q4_0_q8_avx512(const BlockQ4_0* w, const Q8Act& x, std::size_t n_block
   }
   float tail = 0.0f;
   if (b < n_blocks) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].qs));
-    const __m128i m = _mm_set1_epi8(0x0f);
-    const __m256i wq = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-    const __m256i dot = _mm256_dpbusd_epi32(_mm256_set1_epi32(-x.sum[b]), wq,
+    const __m256i dot = _mm256_dpbusd_epi32(_mm256_set1_epi32(-(1 << Pairs::kSumShift) * x.sum[b]), pairs.tail(w[b]),
                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + b * kQK)));
     tail = simd::hsum(_mm256_cvtepi32_ps(dot)) * (fp16_to_fp32(w[b].d) * x.d[b]);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail;
 }
 
+}  // namespace pairs
+
 float dot_q8_0_q8(const BlockQ8_0* w, const Q8Act& x, std::size_t n_blocks) {
-  return x.d16 != nullptr ? dot_q8_0_q8_avx512<true>(w, x, n_blocks) : dot_q8_0_q8_avx512<false>(w, x, n_blocks);
+  return x.d16 != nullptr ? pairs::dot_pairs_q8<pairs::Q8_0Pairs, true>(w, x, n_blocks)
+                          : pairs::dot_pairs_q8<pairs::Q8_0Pairs, false>(w, x, n_blocks);
 }
 
 float dot_q4_0_q8(const BlockQ4_0* w, const Q8Act& x, std::size_t n_blocks) {
-  return x.d16 != nullptr ? dot_q4_0_q8_avx512<true>(w, x, n_blocks) : dot_q4_0_q8_avx512<false>(w, x, n_blocks);
+  return x.d16 != nullptr ? pairs::dot_pairs_q8<pairs::Q4_0Pairs, true>(w, x, n_blocks)
+                          : pairs::dot_pairs_q8<pairs::Q4_0Pairs, false>(w, x, n_blocks);
 }
 
 #elif defined(PWPI_OPS_AVX2)

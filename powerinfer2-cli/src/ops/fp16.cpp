@@ -45,8 +45,4 @@ void bf16_to_fp32_row(const bf16_t* x, float* y, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(x[i]);
 }
 
-void fp32_to_bf16_row(const float* x, bf16_t* y, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) y[i] = fp32_to_bf16(x[i]);
-}
-
 }  // namespace powerinfer2::ops

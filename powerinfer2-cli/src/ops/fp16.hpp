@@ -89,6 +89,5 @@ constexpr bf16_t fp32_to_bf16(float f) {
 void fp16_to_fp32_row(const fp16_t* x, float* y, std::size_t n);
 void fp32_to_fp16_row(const float* x, fp16_t* y, std::size_t n);
 void bf16_to_fp32_row(const bf16_t* x, float* y, std::size_t n);
-void fp32_to_bf16_row(const float* x, bf16_t* y, std::size_t n);
 
 }  // namespace powerinfer2::ops

@@ -57,11 +57,12 @@ MemoryPlan plan_memory(const model::Pi2Model& m, std::uint64_t fixed_bytes, cons
   }
   p.stream = m.geo.layer_bytes();
   if (fixed_bytes + p.stream > p.budget)
-    throw common::UsageError(
-        "a memory budget of " + mib(p.budget) + " is too small: the fixed segment needs " + mib(fixed_bytes) +
+    throw common::SettingError(
+        "memory-budget",
+        mib(p.budget) + " is too small: the fixed segment needs " + mib(fixed_bytes) +
             " (non-FFN weights, predictors, KV cache, run buffers) and the stream buffer " + mib(p.stream) +
             " (one layer's FFN)",
-        "give at least " + mib(fixed_bytes + p.stream) + ", or a shorter context");
+        "give at least " + mib(fixed_bytes + p.stream) + ", or a shorter context", "ctx-size");
   const std::uint64_t fit = (p.budget - fixed_bytes - p.stream) / cb;
   if (!layout.cold_cache) {
     p.hot_clusters = static_cast<std::size_t>(fit);
