@@ -388,7 +388,8 @@ MakeModelResult make_model(const MakeModelOptions& o, const std::string& out_pat
   if (o.hot_fraction <= 0.0 || o.hot_fraction > kHotShare)
     throw common::SettingError("hot-fraction", "must be in (0, 0.8], got " + std::to_string(o.hot_fraction));
   if (sparse && o.activation == model::FfnActivation::swiglu)
-    throw common::UsageError("--sparsity needs --activation reglu or drelu (SiLU is never exactly zero)");
+    throw common::SettingError("sparsity", "needs a ReGLU or dReLU activation (SiLU is never exactly zero)",
+                               "choose reglu or drelu", "activation");
   std::vector<io::GgufKeyValue> vocab_keys;
   if (!o.vocab_path.empty()) {
     vocab_keys = read_vocab(o.vocab_path, shape.vocab);

@@ -320,6 +320,8 @@ TEST_CASE("powerinfer2 make-model: bad input is one error line with the choices,
   check("--preset tiny", 2, "--output");
   check("--preset tiny --seed x -o " + out, 2, "--seed");
   check("--preset tiny -o " + q(dir / "no-such-dir" / "m.gguf"), 4, "no-such-dir");
+  check("--preset tiny --sparsity 0.5 -o " + out, 2, "--sparsity needs a ReGLU or dReLU activation");
+  check("--preset tiny --activation drelu --sparsity 0.995 -o " + out, 2, "--sparsity must be in [0, 0.99)");
 
   testing::write_text(dir / "notgguf.txt", "this is not a model\n");
   check("--preset tiny --vocab " + q(dir / "notgguf.txt") + " -o " + out, 3, "notgguf.txt");
