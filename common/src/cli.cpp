@@ -57,7 +57,7 @@ int run_guarded(const std::function<void()>& body) {
 CliApp::CliApp(std::string program_name, std::string description)
     : name_(std::move(program_name)), app_(std::move(description), name_) {
   app_.set_version_flag("--version", version_string(name_), "Print the version and exit");
-  app_.add_flag("-v,--verbose", verbose_, "More log output on stderr (repeat for debug)");
+  app_.add_flag("-v,--verbose", verbose_, "More log output on stderr");
   app_.add_flag("-q,--quiet", quiet_, "Only errors on stderr (no progress bar, no warnings)");
   app_.fallthrough();  // -v/-q also after the subcommand name
 }
