@@ -126,6 +126,7 @@ void sparse_stats_json(const engine::Runtime& rt, nlohmann::ordered_json& j) {
   j["memory_budget_bytes"] = p.budget;
   j["offload_ffn"] = p.offloaded_fraction();
   j["fixed_bytes"] = p.fixed;
+  j["program_bytes"] = rt.sparse->fixed_segment().program;
   j["hot_bytes"] = p.hot;
   j["cold_bytes"] = p.cold;
   j["stream_bytes"] = p.stream;

@@ -36,4 +36,6 @@ std::uint64_t peak_rss_bytes() {
   return kib * 1024;
 }
 
+std::uint64_t current_rss_bytes() { return status_kib("VmRSS") * 1024; }
+
 }  // namespace common

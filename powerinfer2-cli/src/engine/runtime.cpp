@@ -2,6 +2,7 @@
 
 #include "common/cuda.hpp"
 #include "common/errors.hpp"
+#include "common/rss.hpp"
 
 namespace powerinfer2::engine {
 
@@ -16,7 +17,7 @@ std::size_t context_of(const model::Model& m, std::size_t n_ctx) {
 }  // namespace
 
 Runtime::Runtime(const std::string& path, const RuntimeOptions& o)
-    : pool(o.threads), model(path, &pool), forward(model, pool, context_of(model, o.n_ctx)) {
+    : program_bytes(common::current_rss_bytes()), pool(o.threads), model(path, &pool), forward(model, pool, context_of(model, o.n_ctx)) {
   bool use_gpu = o.device == Device::cuda;
   if (o.device == Device::automatic) use_gpu = common::cuda::device_count() > 0;
   if (use_gpu) {
@@ -41,7 +42,8 @@ Runtime::Runtime(const std::string& path, const RuntimeOptions& o)
   sparse::SparseOptions so = o.sparse;
   // The GPU's memory after the attention matrices goes to the hottest neuron clusters.
   if (gpu) so.gpu_memory_bytes = gpu_memory_budget - gpu->device_bytes();
-  sparse = std::make_unique<sparse::SparseFfn>(model, pool, so, forward.state_bytes(), forward.max_batch());
+  sparse = std::make_unique<sparse::SparseFfn>(model, pool, so, program_bytes, forward.state_bytes(),
+                                                 forward.max_batch());
   forward.set_ffn_backend(sparse.get());
 }
 

@@ -37,6 +37,9 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
+  /// The process's resident set before the engine is built (code, libraries, runtime): the
+  /// first part of the memory budget's fixed segment. Measured first, before the members below.
+  std::uint64_t program_bytes = 0;
   common::ThreadPool pool;
   model::Model model;
   model::Forward forward;

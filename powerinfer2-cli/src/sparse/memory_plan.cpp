@@ -19,9 +19,9 @@ std::string mib(std::uint64_t bytes) {
 
 }  // namespace
 
-FixedSegment fixed_segment(const model::Model& model, std::uint64_t forward_state_bytes,
+FixedSegment fixed_segment(const model::Model& model, std::uint64_t program_bytes, std::uint64_t forward_state_bytes,
                            std::uint64_t sparse_buffer_bytes) {
-  return {model.resident_weight_bytes(), forward_state_bytes, sparse_buffer_bytes};
+  return {program_bytes, model.resident_weight_bytes(), forward_state_bytes, sparse_buffer_bytes};
 }
 
 std::uint64_t budget_bytes(const MemoryBudget& b, const model::Pi2Model& m, std::uint64_t fixed_bytes) {
@@ -60,7 +60,7 @@ MemoryPlan plan_memory(const model::Pi2Model& m, std::uint64_t fixed_bytes, cons
     throw common::SettingError(
         "memory-budget",
         mib(p.budget) + " is too small: the fixed segment needs " + mib(fixed_bytes) +
-            " (non-FFN weights, predictors, KV cache, run buffers) and the stream buffer " + mib(p.stream) +
+            " (the program, non-FFN weights, predictors, KV cache, run buffers) and the stream buffer " + mib(p.stream) +
             " (one layer's FFN)",
         "give at least " + mib(fixed_bytes + p.stream) + ", or a shorter context", "ctx-size");
   const std::uint64_t fit = (p.budget - fixed_bytes - p.stream) / cb;

@@ -22,17 +22,20 @@ struct MemoryBudget {
   bool limited() const { return bytes.has_value() || offload_ffn.has_value(); }
 };
 
-/// The bytes the engine holds whatever the budget, each the size its owner allocates.
+/// The bytes the process holds whatever the budget: the program itself, then what the engine
+/// allocates, each the size its owner allocates.
 struct FixedSegment {
+  std::uint64_t program = 0;         // resident before the engine: code, libraries, runtime
   std::uint64_t weights = 0;         // model::Model::resident_weight_bytes: every non-FFN tensor
   std::uint64_t forward_state = 0;   // model::Forward::state_bytes: KV cache, activations, workspace
   std::uint64_t sparse_buffers = 0;  // SparseFfn's run buffers (predictor workspace included)
-  std::uint64_t total() const { return weights + forward_state + sparse_buffers; }
+  std::uint64_t total() const { return program + weights + forward_state + sparse_buffers; }
 };
 
-/// The fixed segment of `model` (a converted model) with its forward state and the sparse
-/// engine's run buffers.
-FixedSegment fixed_segment(const model::Model& model, std::uint64_t forward_state_bytes,
+/// The fixed segment of `model` (a converted model): `program_bytes` (the process's resident
+/// set before the engine was built), its weights, its forward state and the sparse engine's
+/// run buffers.
+FixedSegment fixed_segment(const model::Model& model, std::uint64_t program_bytes, std::uint64_t forward_state_bytes,
                            std::uint64_t sparse_buffer_bytes);
 
 /// How the neuron cache is laid out (SparseOptions' ablation switches).

@@ -38,7 +38,7 @@ std::int32_t append_read(std::vector<io::ReadRequest>& reqs, std::uint64_t off, 
 }  // namespace
 
 SparseFfn::SparseFfn(const model::Model& model, common::ThreadPool& pool, const SparseOptions& o,
-                     std::uint64_t forward_state_bytes, std::size_t max_batch)
+                     std::uint64_t program_bytes, std::uint64_t forward_state_bytes, std::size_t max_batch)
     : model_(model),
       pi2_(model.pi2 ? *model.pi2 : throw common::UsageError(model.file.path() + " is not a converted sparse model",
                                                             "run powerinfer2-cli convert first")),
@@ -102,7 +102,7 @@ SparseFfn::SparseFfn(const model::Model& model, common::ThreadPool& pool, const 
   lru_prev_.reserve(max_slots);
   lru_next_.reserve(max_slots);
 
-  fixed_ = sparse::fixed_segment(model, forward_state_bytes, run_buffer_bytes());
+  fixed_ = sparse::fixed_segment(model, program_bytes, forward_state_bytes, run_buffer_bytes());
   plan_ = plan_memory(pi2_, fixed_.total(), opts_, n_gpu);
   if (plan_.hot > 0) hot_store_ = model::WeightStore(plan_.hot);
   if (plan_.cold > 0) cold_store_ = model::WeightStore(plan_.cold);

@@ -78,11 +78,12 @@ inline MemoryPlan plan_memory(const model::Pi2Model& m, std::uint64_t fixed_byte
 
 class SparseFfn final : public model::FfnBackend {
  public:
-  /// `forward_state_bytes`: model::Forward::state_bytes of the forward pass it serves. Sizes
-  /// its run buffers, plans the budget (the fixed segment: the model's weights, the forward
-  /// state and these buffers) and loads the hot segment (timed in stats().load_s). UsageError
-  /// with the numbers for a budget that cannot hold the fixed segment.
-  SparseFfn(const model::Model& model, common::ThreadPool& pool, const SparseOptions& o,
+  /// `program_bytes`: the process's resident set before the engine was built (code,
+  /// libraries); `forward_state_bytes`: model::Forward::state_bytes of the forward pass it
+  /// serves. Sizes its run buffers, plans the budget (the fixed segment: the program, the
+  /// model's weights, the forward state and these buffers) and loads the hot segment (timed in
+  /// stats().load_s). UsageError with the numbers for a budget that cannot hold the fixed segment.
+  SparseFfn(const model::Model& model, common::ThreadPool& pool, const SparseOptions& o, std::uint64_t program_bytes,
             std::uint64_t forward_state_bytes, std::size_t max_batch);
   ~SparseFfn() override;
   SparseFfn(const SparseFfn&) = delete;
