@@ -13,8 +13,10 @@ namespace common {
 std::string read_file(const std::string& path);
 
 /// An output file that appears under its final name only on commit(). Destroying it
-/// uncommitted (an exception unwinding) removes the temporary. The path "-" writes to
-/// stdout directly (nothing to rename).
+/// uncommitted (an exception unwinding) removes the temporary, and so does SIGINT, SIGTERM or
+/// SIGHUP arriving while it is open (the process then ends by that signal, as it would have):
+/// an interrupted command leaves neither half a file nor its temporary. The path "-" writes
+/// to stdout directly (nothing to rename).
 class AtomicOutput {
  public:
   explicit AtomicOutput(std::string path, bool binary = false);
@@ -31,6 +33,7 @@ class AtomicOutput {
  private:
   std::string path_, temp_path_;
   std::unique_ptr<std::ofstream> file_;
+  int temp_slot_ = -1;  // where a signal handler finds temp_path_ (-1: not registered)
   bool committed_ = false;
 };
 
