@@ -41,7 +41,7 @@ void run_bench(const BenchOptions& o) {
     const io::GgufFile probe(o.model);
     n_ctx = std::min<std::size_t>(need, model::load_config(probe).n_ctx);
   }
-  engine::Runtime rt(o.model, runtime_options(o.sparse, o.model, o.threads, n_ctx));
+  engine::Runtime rt(o.model, runtime_options(o.sparse, o.threads, n_ctx));
   const model::Model& model = rt.model;
   common::ThreadPool& pool = rt.pool;
   // Prefill and decode measured apart, so that the sparse statistics are the decode's.

@@ -32,7 +32,7 @@ struct GenerateOptions {
 };
 
 void run_generate(const GenerateOptions& o) {
-  engine::Runtime rt(o.model, runtime_options(o.sparse, o.model, o.threads, o.n_ctx));
+  engine::Runtime rt(o.model, runtime_options(o.sparse, o.threads, o.n_ctx));
   const model::Model& model = rt.model;
   model::Forward& forward = rt.forward;
   engine::Sampler sampler(o.sampling, model.config.vocab);

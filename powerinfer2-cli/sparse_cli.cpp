@@ -5,8 +5,6 @@
 #include "common/cuda.hpp"
 #include "common/errors.hpp"
 #include "common/units.hpp"
-#include "io/gguf_reader.hpp"
-#include "model/config.hpp"
 #include "prep/planner.hpp"
 
 namespace powerinfer2::cli {
@@ -46,18 +44,10 @@ void add_budget_options(CLI::App* cmd, sparse::MemoryBudget& b) {
       ->excludes(bytes);
 }
 
-engine::RuntimeOptions runtime_options(const SparseCliOptions& o, const std::string& model_path, std::size_t threads,
-                                       std::size_t n_ctx) {
+engine::RuntimeOptions runtime_options(const SparseCliOptions& o, std::size_t threads, std::size_t n_ctx) {
   engine::RuntimeOptions r = o.runtime;
   r.threads = threads;
   r.n_ctx = n_ctx;
-  {
-    const io::GgufFile probe(model_path);
-    const std::uint32_t model_ctx = model::load_config(probe).n_ctx;
-    if (n_ctx > model_ctx)
-      throw common::UsageError("-c " + std::to_string(n_ctx) + ": the model's context is " + std::to_string(model_ctx),
-                               "give at most " + std::to_string(model_ctx) + " (0: the model's context)");
-  }
   if (!o.plan.empty()) {  // the plan's choices; explicit --memory-budget / --offload-ffn win
     const prep::Plan p = prep::load_plan(o.plan);
     r.sparse.hot_share = p.hot_share;

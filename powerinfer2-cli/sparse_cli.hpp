@@ -29,9 +29,8 @@ void add_budget_options(CLI::App* cmd, sparse::MemoryBudget& b);
 void add_sparse_options(CLI::App* cmd, SparseCliOptions& o);
 
 /// RuntimeOptions with the plan's settings, the mode and backend (UsageError for bad values,
-/// naming the flag), for `model_path` with a context of `n_ctx` tokens (0: the model's).
-engine::RuntimeOptions runtime_options(const SparseCliOptions& o, const std::string& model_path, std::size_t threads,
-                                       std::size_t n_ctx);
+/// naming the flag), with a context of `n_ctx` tokens (0: the model's).
+engine::RuntimeOptions runtime_options(const SparseCliOptions& o, std::size_t threads, std::size_t n_ctx);
 
 /// The sparse statistics as JSON keys (nothing for a dense model), per token over `tokens`.
 void sparse_stats_json(const engine::Runtime& rt, nlohmann::ordered_json& j);

@@ -18,12 +18,13 @@ int print_error(const std::string& message, const std::string& hint, ExitCode co
   if (!hint.empty()) log_line("hint: " + hint);
   return static_cast<int>(code);
 }
-// The flag of `app` that gives a setting ("--memory-budget"; its short form "-c" where
-// `short_form` and there is one), or the setting in words when the command has no such flag.
-std::string flag_name(const CLI::App& app, const std::string& setting, bool short_form) {
+// The flag of `app` that gives a setting, as the user most likely typed it: its short form
+// where it has one ("-c"), else the long one ("--memory-budget"); the setting in words when
+// the command has no such flag.
+std::string flag_name(const CLI::App& app, const std::string& setting) {
   const CLI::Option* opt = app.get_option_no_throw("--" + setting);
   if (opt == nullptr) return SettingError::in_words(setting);
-  if (short_form && !opt->get_snames().empty()) return "-" + opt->get_snames().front();
+  if (!opt->get_snames().empty()) return "-" + opt->get_snames().front();
   return "--" + setting;
 }
 }  // namespace
@@ -106,8 +107,8 @@ int CliApp::run(int argc, char** argv) {
     } catch (const SettingError& e) {
       // Name the settings as this command's flags: the library did not know them.
       std::string hint = e.hint_text();
-      if (!e.hint_setting().empty()) hint += " (" + flag_name(*selected, e.hint_setting(), true) + ")";
-      throw UsageError(flag_name(*selected, e.setting(), false) + " " + e.text(), hint);
+      if (!e.hint_setting().empty()) hint += " (" + flag_name(*selected, e.hint_setting()) + ")";
+      throw UsageError(flag_name(*selected, e.setting()) + " " + e.text(), hint);
     }
   });
 }

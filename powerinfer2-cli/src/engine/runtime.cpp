@@ -9,9 +9,9 @@ namespace powerinfer2::engine {
 namespace {
 std::size_t context_of(const model::Model& m, std::size_t n_ctx) {
   if (n_ctx > m.config.n_ctx)
-    throw common::UsageError("a context of " + std::to_string(n_ctx) + " tokens is longer than the model's " +
-                                 std::to_string(m.config.n_ctx),
-                             "give at most " + std::to_string(m.config.n_ctx) + " (0: the model's context)");
+    throw common::SettingError("ctx-size",
+                               std::to_string(n_ctx) + ": the model's context is " + std::to_string(m.config.n_ctx),
+                               "give at most " + std::to_string(m.config.n_ctx) + " (0: the model's context)");
   return n_ctx;
 }
 }  // namespace
