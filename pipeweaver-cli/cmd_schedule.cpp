@@ -30,7 +30,6 @@ struct ScheduleArgs {
 void run_schedule(const ScheduleArgs& a) {
   const SimInputs in = load_inputs(a.sim);
   const spec::Batch& batch = pick_batch(in, a.sim.trace_path, a.batch);
-  const auto p = static_cast<std::int32_t>(in.cluster.pipeline_size);
   schedule::Schedule s;
   if (a.kind == "pipeweaver") {
     if (a.microbatches > 0 || a.chunks > 0)
@@ -46,7 +45,7 @@ void run_schedule(const ScheduleArgs& a) {
     if (!gen)
       throw common::UsageError("--kind " + a.kind + ": unknown schedule",
                                "give one of: " + schedule::generator_names() + ", pipeweaver");
-    check_generator_flags(*gen, "--chunks", a.chunks, a.microbatches, p);
+    check_generator_flags(*gen, "--chunks", a.chunks);
     s = search::baseline_schedule(baseline_plan(in, *gen, a.chunks, 0), *gen, in.model, batch, a.microbatches);
   }
   common::write_file_atomic(a.output, schedule::to_json(s).dump(1) + "\n");

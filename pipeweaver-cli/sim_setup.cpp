@@ -58,16 +58,11 @@ bool looks_like_file(const std::string& s) {
 
 }  // namespace
 
-void check_generator_flags(const schedule::GeneratorInfo& gen, const char* chunks_flag, std::int32_t chunks,
-                           std::int32_t microbatches, std::int32_t n_ranks) {
+void check_generator_flags(const schedule::GeneratorInfo& gen, const char* chunks_flag, std::int32_t chunks) {
   if (!gen.interleaved && chunks > 1)
     throw common::UsageError(std::string(chunks_flag) + " " + std::to_string(chunks) + ": " + gen.name +
                                  " runs one chunk per rank",
                              "use interleaved-1f1b for several chunks per rank");
-  if (gen.interleaved && microbatches > 0 && microbatches % n_ranks != 0)
-    throw common::UsageError(std::string(gen.name) + " needs the microbatch count to be a multiple of the " +
-                                 std::to_string(n_ranks) + " ranks, got --microbatches " + std::to_string(microbatches),
-                             "use a multiple of " + std::to_string(n_ranks));
 }
 
 search::BaselinePlan baseline_plan(const SimInputs& in, const schedule::GeneratorInfo& gen, std::int32_t chunks,
@@ -87,7 +82,7 @@ ScheduleSource::ScheduleSource(const SimArgs& args, const SimInputs& in) : args_
   if (generator_) {
     if (args.token_budget > 0 && args.microbatches > 0)
       throw common::UsageError("--token-budget and --microbatches both set", "give one of them");
-    check_generator_flags(*generator_, "--chunks-per-rank", args.chunks_per_rank, args.microbatches, p);
+    check_generator_flags(*generator_, "--chunks-per-rank", args.chunks_per_rank);
     plan_ = baseline_plan(in, *generator_, args.chunks_per_rank, args.token_budget);
     schedule::Schedule layout;
     layout.n_ranks = p;

@@ -43,10 +43,10 @@ struct SimInputs {
 };
 SimInputs load_inputs(const SimArgs& args);
 
-/// A generator's --chunks-per-rank (`chunks_flag`: its name in this command) and
-/// --microbatches checked against the generator and the ranks (UsageError naming the flag).
-void check_generator_flags(const schedule::GeneratorInfo& gen, const char* chunks_flag, std::int32_t chunks,
-                           std::int32_t microbatches, std::int32_t n_ranks);
+/// A generator's chunks per rank (`chunks_flag`: its name in this command) checked against
+/// the generator (UsageError naming the flag). The microbatch count is search::baseline_schedule's
+/// to check.
+void check_generator_flags(const schedule::GeneratorInfo& gen, const char* chunks_flag, std::int32_t chunks);
 
 /// The baselines' static setup as `search` makes it, for generator `gen`: chunks per rank
 /// for interleaved generators (0 = 2), the token budget (0 = automatic).

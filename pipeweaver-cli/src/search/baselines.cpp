@@ -52,9 +52,10 @@ schedule::Schedule baseline_schedule(const BaselinePlan& plan, const schedule::G
                                      const spec::ModelSpec& model, const spec::Batch& batch,
                                      std::int32_t microbatches) {
   if (microbatches > 0 && gen.interleaved && microbatches % plan.n_ranks != 0)
-    throw common::UsageError(std::string(gen.name) + " needs the microbatch count to be a multiple of the " +
-                                 std::to_string(plan.n_ranks) + " ranks, got " + std::to_string(microbatches),
-                             "use a multiple of " + std::to_string(plan.n_ranks));
+    throw common::SettingError("microbatches",
+                               std::to_string(microbatches) + ": " + gen.name + " needs a multiple of the " +
+                                   std::to_string(plan.n_ranks) + " ranks",
+                               "use a multiple of " + std::to_string(plan.n_ranks));
   std::vector<std::vector<std::int32_t>> packing = microbatches > 0
                                                        ? pack_contiguous(model, batch, microbatches)
                                                        : baseline_packing(plan, model, batch, gen.interleaved);
